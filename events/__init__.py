@@ -1,0 +1,1 @@
+"""The contract between jobstream services: event types, subjects, codec, streams and store."""

@@ -1,0 +1,88 @@
+"""Stream, consumer and bucket definitions, declared once and provisioned idempotently."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nats.js import JetStreamContext, api
+from nats.js.errors import BadRequestError, NotFoundError
+
+from events.subjects import EVENTS_PREFIX, HEARTBEATS_PREFIX, LOGS_PREFIX
+
+EVENTS_STREAM = "EVENTS"
+HEARTBEATS_STREAM = "HEARTBEATS"
+LOGS_STREAM = "LOGS"
+LEASES_BUCKET = "jobstream_leases"
+
+DUPLICATE_WINDOW_S = 120.0
+HEARTBEAT_MAX_AGE_S = 600.0
+DEFAULT_LOGS_MAX_AGE_S = 7 * 24 * 3600.0
+LEASE_TTL_S = 5.0
+MAX_EVENT_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How long the log and the output are kept; 0 means forever (or unbounded)."""
+
+    events_max_age_s: float = 0.0
+    events_max_bytes: int = -1
+    logs_max_age_s: float = DEFAULT_LOGS_MAX_AGE_S
+    logs_max_bytes: int = -1
+
+
+def stream_configs(retention: Retention = Retention()) -> list[api.StreamConfig]:
+    return [
+        api.StreamConfig(
+            name=EVENTS_STREAM,
+            subjects=[f"{EVENTS_PREFIX}.>"],
+            retention=api.RetentionPolicy.LIMITS,
+            storage=api.StorageType.FILE,
+            max_age=retention.events_max_age_s or None,
+            max_bytes=retention.events_max_bytes,
+            max_msg_size=MAX_EVENT_BYTES,
+            duplicate_window=DUPLICATE_WINDOW_S,
+            allow_direct=True,
+            discard=api.DiscardPolicy.OLD,
+        ),
+        api.StreamConfig(
+            name=HEARTBEATS_STREAM,
+            subjects=[f"{HEARTBEATS_PREFIX}.>"],
+            retention=api.RetentionPolicy.LIMITS,
+            storage=api.StorageType.FILE,
+            max_age=HEARTBEAT_MAX_AGE_S,
+            max_msgs_per_subject=3,
+            allow_direct=True,
+            discard=api.DiscardPolicy.OLD,
+        ),
+        api.StreamConfig(
+            name=LOGS_STREAM,
+            subjects=[f"{LOGS_PREFIX}.>"],
+            retention=api.RetentionPolicy.LIMITS,
+            storage=api.StorageType.FILE,
+            max_age=retention.logs_max_age_s or None,
+            max_bytes=retention.logs_max_bytes,
+            allow_direct=True,
+            discard=api.DiscardPolicy.OLD,
+        ),
+    ]
+
+
+async def provision(js: JetStreamContext, retention: Retention = Retention()) -> None:
+    """Create every stream and bucket, or update it to match; safe to call from every service."""
+    for config in stream_configs(retention):
+        assert config.name is not None
+        try:
+            await js.stream_info(config.name)
+        except NotFoundError:
+            try:
+                await js.add_stream(config)
+            except BadRequestError:
+                # Another service created it between our look and our create.
+                await js.update_stream(config)
+        else:
+            await js.update_stream(config)
+    try:
+        await js.key_value(LEASES_BUCKET)
+    except NotFoundError:
+        await js.create_key_value(config=api.KeyValueConfig(bucket=LEASES_BUCKET, ttl=LEASE_TTL_S, history=1))

@@ -1,0 +1,75 @@
+"""Subject builders and parsers: the one place that knows the subject map."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+EVENTS_PREFIX = "ev"
+HEARTBEATS_PREFIX = "hb"
+LOGS_PREFIX = "log"
+
+
+def job(domain: str, job_id: str, type_: str, worker_id: str | None = None) -> str:
+    base = f"{EVENTS_PREFIX}.{domain}.job.{job_id}.{type_}"
+    return f"{base}.{worker_id}" if worker_id else base
+
+
+def job_all(domain: str, job_id: str) -> str:
+    """Filter covering every event of one job: the optimistic-concurrency scope."""
+    return f"{EVENTS_PREFIX}.{domain}.job.{job_id}.>"
+
+
+def job_type_all(domain: str, type_: str) -> str:
+    return f"{EVENTS_PREFIX}.{domain}.job.*.{type_}"
+
+
+def dispatches_for(domain: str, worker_id: str) -> str:
+    """Filter of a worker's durable consumer: one append is both event and delivery."""
+    return f"{EVENTS_PREFIX}.{domain}.job.*.dispatched.{worker_id}"
+
+
+def worker(domain: str, worker_id: str, type_: str) -> str:
+    return f"{EVENTS_PREFIX}.{domain}.worker.{worker_id}.{type_}"
+
+
+def worker_all(domain: str, worker_id: str) -> str:
+    return f"{EVENTS_PREFIX}.{domain}.worker.{worker_id}.>"
+
+
+def heartbeat(domain: str, worker_id: str) -> str:
+    return f"{HEARTBEATS_PREFIX}.{domain}.{worker_id}"
+
+
+def logs(domain: str, job_id: str, attempt: int) -> str:
+    return f"{LOGS_PREFIX}.{domain}.{job_id}.{attempt}"
+
+
+def logs_all(domain: str, job_id: str) -> str:
+    return f"{LOGS_PREFIX}.{domain}.{job_id}.*"
+
+
+def domain_events(domain: str) -> str:
+    return f"{EVENTS_PREFIX}.{domain}.>"
+
+
+@dataclass(frozen=True, slots=True)
+class EventSubject:
+    """A parsed event subject: `ev.<domain>.<aggregate>.<id>.<type>[.<worker>]`."""
+
+    domain: str
+    aggregate: str
+    aggregate_id: str
+    type: str
+    worker_id: str | None = None
+
+
+class SubjectError(ValueError):
+    pass
+
+
+def parse_event(subject: str) -> EventSubject:
+    parts = subject.split(".")
+    if len(parts) < 5 or len(parts) > 6 or parts[0] != EVENTS_PREFIX:
+        raise SubjectError(f"not an event subject: {subject!r}")
+    worker_id = parts[5] if len(parts) == 6 else None
+    return EventSubject(parts[1], parts[2], parts[3], parts[4], worker_id)

@@ -1,0 +1,122 @@
+"""The worker aggregate (registration and liveness transitions) and its heartbeat message."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+import msgspec
+from msgspec import structs
+
+from events.base import Event, utcnow
+
+HEARTBEAT_INTERVAL_S = 2.0
+# A worker silent this long is offline and loses its jobs to other workers.
+WORKER_TTL_S = 6.0
+
+
+class WorkerStatus(StrEnum):
+    ACTIVE = "active"
+    OFFLINE = "offline"
+    STOPPED = "stopped"
+
+
+class HostFacts(msgspec.Struct, frozen=True, omit_defaults=True):
+    hostname: str = ""
+    pid: int = 0
+    os: str = ""
+    python: str = ""
+    cpus: int = 0
+
+
+class WorkerEvent(Event, frozen=True, kw_only=True):
+    worker_id: str
+
+
+class Registered(WorkerEvent, frozen=True, kw_only=True, tag="registered"):
+    tags: list[str] = []
+    allowed_users: list[str] = []
+    max_concurrency: int = 1
+    executors: list[str] = []
+    host: HostFacts = HostFacts()
+    version: str = ""
+
+
+class WentOffline(WorkerEvent, frozen=True, kw_only=True, tag="offline"):
+    reason: str
+    last_heartbeat_at: datetime | None = None
+
+
+class CameOnline(WorkerEvent, frozen=True, kw_only=True, tag="online"):
+    pass
+
+
+class Stopped(WorkerEvent, frozen=True, kw_only=True, tag="stopped"):
+    reason: str = "shutdown"
+
+
+AnyWorkerEvent = Registered | WentOffline | CameOnline | Stopped
+
+
+class WorkerState(msgspec.Struct, frozen=True, omit_defaults=True):
+    id: str
+    domain: str
+    status: WorkerStatus
+    tags: tuple[str, ...]
+    allowed_users: tuple[str, ...]
+    max_concurrency: int
+    executors: tuple[str, ...]
+    host: HostFacts
+    registered_at: datetime
+    updated_at: datetime
+    version: str = ""
+    reason: str | None = None
+
+
+def evolve_worker(state: WorkerState | None, event: AnyWorkerEvent) -> WorkerState | None:
+    """Fold one worker event; a re-registration replaces capabilities and reactivates."""
+    if isinstance(event, Registered):
+        return WorkerState(
+            id=event.worker_id,
+            domain=event.domain,
+            status=WorkerStatus.ACTIVE,
+            tags=tuple(event.tags),
+            allowed_users=tuple(event.allowed_users),
+            max_concurrency=event.max_concurrency,
+            executors=tuple(event.executors),
+            host=event.host,
+            registered_at=event.at,
+            updated_at=event.at,
+            version=event.version,
+        )
+    if state is None:
+        return None
+    match event:
+        case WentOffline(reason=reason):
+            return structs.replace(state, status=WorkerStatus.OFFLINE, reason=reason, updated_at=event.at)
+        case CameOnline():
+            return structs.replace(state, status=WorkerStatus.ACTIVE, reason=None, updated_at=event.at)
+        case Stopped(reason=reason):
+            return structs.replace(state, status=WorkerStatus.STOPPED, reason=reason, updated_at=event.at)
+    return state
+
+
+class Heartbeat(msgspec.Struct, frozen=True, omit_defaults=True):
+    """Liveness, on its own short-retention stream; not part of the history."""
+
+    worker_id: str
+    domain: str
+    seq: int
+    running: list[str] = []
+    max_concurrency: int = 1
+    draining: bool = False
+    at: datetime = msgspec.field(default_factory=utcnow)
+
+
+class LogLine(msgspec.Struct, frozen=True, array_like=False, omit_defaults=True):
+    """One line of job output; `seq` orders lines of one attempt across both streams."""
+
+    seq: int
+    stream: str  # "stdout" | "stderr"
+    line: str
+    at: datetime = msgspec.field(default_factory=utcnow)

@@ -1,0 +1,1 @@
+"""jobstream's processes: api, dispatcher, worker, projector runner, cli."""

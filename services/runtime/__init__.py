@@ -1,0 +1,1 @@
+"""Runtime pieces every service shares: settings, NATS connection, embedded server, lease."""

