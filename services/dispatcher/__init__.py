@@ -1,0 +1,1 @@
+"""The dispatcher: places pending jobs on live workers, retries, fails over."""

@@ -1,0 +1,295 @@
+"""The dispatcher process: follow the log, and while holding the lease place, fail over and hand back."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import replace
+from datetime import datetime
+
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext, api
+
+from events import subjects
+from events.base import DomainError, utcnow
+from events.codec import DecodeError, decode_event, decode_heartbeat
+from events.job import decide_dispatch, decide_hold, decide_requeue
+from events.store import Append, Appended, EventStore, job_append
+from events.streams import EVENTS_STREAM, HEARTBEATS_STREAM, provision
+from events.worker import WORKER_TTL_S, CameOnline, WentOffline, WorkerStatus
+from services.dispatcher.failover import Liveness, silent
+from services.dispatcher.placement import choose, unplaceable
+from services.dispatcher.state import DispatchState, Key
+from services.runtime.connect import connect, jetstream
+from services.runtime.lease import RENEW_INTERVAL_S, Lease
+
+log = logging.getLogger(__name__)
+
+LEASE_KEY = "dispatcher"
+IDLE_TICK_S = 0.5
+FOLLOW_PENDING_LIMIT = 1_000_000
+
+
+class Dispatcher:
+    def __init__(self, nats_url: str, ttl_s: float = WORKER_TTL_S) -> None:
+        self.nats_url = nats_url
+        self.ttl_s = ttl_s
+        self.state = DispatchState()
+        self.inbox: list[Msg] = []
+        self.wake = asyncio.Event()
+        self.caught_up = False
+        self.catch_up_to = 0
+        self.undecodable = 0
+        self.dispatched = 0
+        self._nc: NATS | None = None
+        self._js: JetStreamContext | None = None
+        self._store: EventStore | None = None
+        self.lease: Lease | None = None
+
+    @property
+    def store(self) -> EventStore:
+        assert self._store is not None
+        return self._store
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self._nc = nc = await connect(self.nats_url, "dispatcher")
+        self._js = js = jetstream(nc)
+        self._store = EventStore(nc, js)
+        await provision(js)
+        self.lease = Lease(js, LEASE_KEY)
+        self.catch_up_to = (await js.stream_info(EVENTS_STREAM)).state.last_seq
+        self.caught_up = self.catch_up_to == 0
+        follow = await js.subscribe(
+            "ev.>",
+            stream=EVENTS_STREAM,
+            cb=self._on_event,
+            ordered_consumer=True,
+            deliver_policy=api.DeliverPolicy.ALL,
+            pending_msgs_limit=FOLLOW_PENDING_LIMIT,
+            pending_bytes_limit=-1,
+        )
+        await self._load_heartbeats(js)
+        beats = await nc.subscribe("hb.>", cb=self._on_heartbeat)
+        leasing = asyncio.create_task(self._lease_loop(stop))
+        try:
+            await self._loop(stop)
+        finally:
+            leasing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await leasing
+            await self.lease.release()
+            await follow.unsubscribe()
+            await beats.unsubscribe()
+            await nc.close()
+
+    async def _lease_loop(self, stop: asyncio.Event) -> None:
+        assert self.lease is not None
+        while not stop.is_set():
+            was = self.lease.held
+            now = await self.lease.tick()
+            if now and not was:
+                log.info("dispatcher is leader")
+                self.wake.set()
+            await asyncio.sleep(RENEW_INTERVAL_S)
+
+    async def _load_heartbeats(self, js: JetStreamContext) -> None:
+        """Last beat per worker, taken as received now: every known worker gets one TTL of grace."""
+        try:
+            sub = await js.subscribe(
+                "hb.>", stream=HEARTBEATS_STREAM, ordered_consumer=True,
+                deliver_policy=api.DeliverPolicy.LAST_PER_SUBJECT,
+            )  # fmt: skip
+        except Exception as exc:
+            log.warning("could not read heartbeats: %s", exc)
+            return
+        try:
+            while True:
+                msg = await sub.next_msg(timeout=0.5)
+                await self._on_heartbeat(msg)
+                if msg.metadata.num_pending == 0:
+                    break
+        except TimeoutError:
+            pass
+        finally:
+            await sub.unsubscribe()
+
+    async def _on_event(self, msg: Msg) -> None:
+        self.inbox.append(msg)
+        self.wake.set()
+
+    async def _on_heartbeat(self, msg: Msg) -> None:
+        try:
+            beat = decode_heartbeat(msg.data)
+        except DecodeError as exc:
+            log.warning("bad heartbeat on %s: %s", msg.subject, exc)
+            return
+        entry = self.state.workers.get((beat.domain, beat.worker_id))
+        self.state.beat(beat, time.monotonic())
+        if entry is not None and entry.state.status is WorkerStatus.OFFLINE:
+            self.wake.set()
+
+    async def _loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel racing its timeout.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(IDLE_TICK_S):
+                    await self.wake.wait()
+            self.wake.clear()
+            self._drain_inbox()
+            if self.caught_up and self.lease is not None and self.lease.held:
+                try:
+                    await self.tick()
+                except Exception:
+                    log.exception("dispatcher tick failed; retrying")
+                    await asyncio.sleep(IDLE_TICK_S)
+
+    def _drain_inbox(self) -> None:
+        batch, self.inbox = self.inbox, []
+        for msg in batch:
+            seq = msg.metadata.sequence.stream
+            try:
+                event = decode_event(msg.subject, msg.data)
+            except DecodeError as exc:
+                self.undecodable += 1
+                log.error("skipping undecodable event seq %d on %s: %s", seq, msg.subject, exc)
+            else:
+                self.state.apply(seq, event)
+            if not self.caught_up and (seq >= self.catch_up_to or msg.metadata.num_pending == 0):
+                self.caught_up = True
+                log.info("dispatcher caught up at seq %d", seq)
+
+    # ---- one round of decisions ------------------------------------------------------
+
+    async def tick(self) -> None:
+        now = time.monotonic()
+        wall = utcnow()
+        await self._failover(now)
+        await self._hand_back_orphans()
+        await self._place(now, wall)
+
+    async def _apply_results(self, items: list[Append], results: list[Appended | BaseException]) -> None:
+        for item, result in zip(items, results, strict=True):
+            if isinstance(result, Appended):
+                self.state.apply(result.seq, item.event)
+            else:
+                # Someone else moved the job (cancel, worker report): the stream brings it to us.
+                log.debug("append to %s refused: %s", item.subject, result)
+
+    async def _append(self, items: list[Append]) -> list[Appended | BaseException]:
+        if not items:
+            return []
+        results = await self.store.append_many(items)
+        await self._apply_results(items, results)
+        return results
+
+    async def _failover(self, now: float) -> None:
+        st = self.state
+        lives = [
+            Liveness(d, w, e.state.status is WorkerStatus.ACTIVE, e.last_beat)
+            for (d, w), e in st.workers.items()
+        ]
+        gone = silent(lives, now, self.ttl_s)
+        comeback: list[Append] = []
+        for key, entry in st.workers.items():
+            if entry.state.status is WorkerStatus.OFFLINE and now - entry.last_beat <= self.ttl_s / 2:
+                event = CameOnline(domain=key[0], actor="dispatcher", worker_id=key[1])
+                comeback.append(self._worker_append(key, entry.seq, event))
+        offline: list[Append] = []
+        for w in gone:
+            key = (w.domain, w.worker_id)
+            entry = st.workers[key]
+            offline_event = WentOffline(
+                domain=w.domain, actor="dispatcher", worker_id=w.worker_id,
+                reason=f"no heartbeat for {now - w.last_beat:.1f}s (ttl {self.ttl_s}s)",
+            )  # fmt: skip
+            offline.append(self._worker_append(key, entry.seq, offline_event))
+            log.warning("worker %s/%s is offline; requeueing its jobs", w.domain, w.worker_id)
+        await self._append(comeback + offline)
+
+    def _worker_append(self, key: Key, expected: int, event: CameOnline | WentOffline) -> Append:
+        return Append(
+            subjects.worker(key[0], key[1], event.type), event, expected, subjects.worker_all(key[0], key[1])
+        )
+
+    async def _hand_back_orphans(self) -> None:
+        """Jobs held by workers that are offline or stopped go back to pending (or end, if cancelled)."""
+        st = self.state
+        if not st.orphaned:
+            return
+        keys, st.orphaned = st.orphaned, set()
+        items: list[Append] = []
+        for domain, worker_id in keys:
+            entry = st.workers.get((domain, worker_id))
+            if entry is None or entry.state.status is WorkerStatus.ACTIVE:
+                continue
+            reason = f"worker {worker_id} is {entry.state.status}: {entry.state.reason or ''}".strip(": ")
+            for job in st.jobs_on(domain, worker_id):
+                try:
+                    event = decide_requeue(job.state, worker_id, job.state.attempt, reason)
+                except DomainError:
+                    continue
+                items.append(job_append(event, job.seq))
+        await self._append(items)
+
+    async def _place(self, now: float, wall: datetime) -> None:
+        st = self.state
+        views = st.live_views(now, self.ttl_s)
+        if st.fleet_changed:
+            st.fleet_changed = False
+            st.fresh |= st.held
+            st.held.clear()
+        holds: list[Append] = []
+        for key in st.fresh:
+            entry = st.jobs.get(key)
+            if entry is None:
+                continue
+            reason = unplaceable(entry.state.spec, views.get(key[0], []))
+            if reason is not None:
+                st.held.add(key)
+                event = decide_hold(entry.state, reason)
+                if event is not None:
+                    holds.append(job_append(event, entry.seq))
+            else:
+                st.enqueue(key, wall)
+        st.fresh.clear()
+        st.release_due(wall)
+
+        free = {d: sum(max(v.free, 0) for v in vs) for d, vs in views.items()}
+        by_id = {(d, v.id): v for d, vs in views.items() for v in vs}
+        planned: list[Append] = []
+        planned_keys: list[Key] = []
+        skipped: list[Key] = []
+        while sum(free.values()) > 0:
+            entry = st.pop_ready()
+            if entry is None:
+                break
+            domain = entry.state.domain
+            key = (domain, entry.state.id)
+            if free.get(domain, 0) <= 0:
+                skipped.append(key)
+                continue
+            worker = choose(entry.state.spec, [by_id[(domain, v.id)] for v in views[domain]])
+            if worker is None:
+                skipped.append(key)
+                continue
+            by_id[(domain, worker.id)] = replace(worker, load=worker.load + 1)
+            views[domain] = [by_id[(domain, v.id)] for v in views[domain]]
+            free[domain] -= 1
+            planned.append(job_append(decide_dispatch(entry.state, worker.id), entry.seq))
+            planned_keys.append(key)
+        for key in skipped:
+            st.enqueue(key, wall)
+        results = await self._append(holds + planned)
+        for key, result in zip(planned_keys, results[len(holds) :], strict=True):
+            if isinstance(result, Appended):
+                self.dispatched += 1
+            else:
+                # The job moved under us; look at it again once its new event is folded in.
+                st.fresh.add(key)
+                self.wake.set()
+        due = st.next_due()
+        if due is not None and due <= utcnow():
+            self.wake.set()

@@ -1,0 +1,1 @@
+"""The worker: registers, heartbeats, pulls its assignments and runs them."""

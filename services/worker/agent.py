@@ -1,0 +1,425 @@
+"""The worker process: registration, heartbeats, assignments, outcomes, fencing and draining."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import platform
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext, api
+from nats.js.errors import BadRequestError
+
+from events import subjects
+from events.base import DomainError
+from events.codec import DecodeError, decode_event, encode
+from events.job import (
+    Cancelled,
+    Dispatched,
+    JobEvent,
+    Outcome,
+    Requeued,
+    Started,
+    decide_outcome,
+    decide_start,
+    state_from_dispatch,
+)
+from events.store import Append, EventStore, WrongExpectedSequence, job_append
+from events.streams import EVENTS_STREAM, provision
+from events.worker import Heartbeat, HostFacts, Registered, Stopped
+from services.runtime.connect import connect, jetstream
+from services.worker.executors import SUPPORTED, execute
+from services.worker.executors.base import RunContext
+from services.worker.logsink import LogSink
+from services.worker.puller import Puller
+from services.worker.settings import WorkerSettings
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_TIMEOUT_S = 1.0
+REPORT_DEADLINE_S = 60.0
+CONSUMER_INACTIVE_S = 24 * 3600.0
+ACK_WAIT_S = 30.0
+VERSION = "0.1.0"
+
+
+def consumer_name(domain: str, worker_id: str) -> str:
+    return f"worker_{domain}_{worker_id}"
+
+
+@dataclass
+class Running:
+    dispatched: Dispatched
+    seq: int  # sequence of our last append to the job: the fence for the next one
+    cancel: asyncio.Event = field(default_factory=asyncio.Event)
+    # Set when the attempt is no longer ours to report: "requeued", "fenced", "shutdown".
+    abandoned: str | None = None
+    task: asyncio.Task[None] | None = None
+
+    @property
+    def job_id(self) -> str:
+        return self.dispatched.job_id
+
+
+class Worker:
+    def __init__(self, settings: WorkerSettings) -> None:
+        self.s = settings
+        self.running: dict[str, Running] = {}
+        self.fenced: list[Running] = []
+        self.healthy = True
+        self.draining = False
+        self.hb_seq = 0
+        self.last_heartbeat_ok = time.monotonic()
+        self.slot_freed = asyncio.Event()
+        self.jobs_done = 0
+        self._nc: NATS | None = None
+        self._js: JetStreamContext | None = None
+        self._store: EventStore | None = None
+        self._puller: Puller | None = None
+
+    @property
+    def nc(self) -> NATS:
+        assert self._nc is not None
+        return self._nc
+
+    @property
+    def js(self) -> JetStreamContext:
+        assert self._js is not None
+        return self._js
+
+    @property
+    def store(self) -> EventStore:
+        assert self._store is not None
+        return self._store
+
+    @property
+    def actor(self) -> str:
+        return f"worker:{self.s.worker_id}"
+
+    # ---- lifecycle ------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self._nc = await connect(self.s.nats_url, f"worker {self.s.worker_id}")
+        self._js = jetstream(self.nc)
+        self._store = EventStore(self.nc, self.js)
+        await provision(self.js)
+        await self._ensure_consumer()
+        subs = [
+            await self.nc.subscribe(
+                subjects.job_type_all(self.s.domain, "cancel_requested"), cb=self._on_cancel
+            ),
+            await self.nc.subscribe(subjects.job_type_all(self.s.domain, "requeued"), cb=self._on_requeued),
+        ]
+        await self._register()
+        await self._heartbeat_once()
+        self._puller = Puller(
+            self.nc, EVENTS_STREAM, consumer_name(self.s.domain, self.s.worker_id), self._accept
+        )
+        await self._puller.start()
+        heartbeats = asyncio.create_task(self._heartbeat_loop(stop))
+        log.info("worker %s ready in domain %s", self.s.worker_id, self.s.domain)
+        try:
+            await self._pull_loop(stop)
+            await self._drain()
+        finally:
+            heartbeats.cancel()
+            await self._puller.stop()
+            for sub in subs:
+                await sub.unsubscribe()
+            await self.nc.close()
+
+    async def _ensure_consumer(self) -> None:
+        """Each worker's own durable: it receives exactly the dispatches addressed to it."""
+        config = api.ConsumerConfig(
+            durable_name=consumer_name(self.s.domain, self.s.worker_id),
+            filter_subject=subjects.dispatches_for(self.s.domain, self.s.worker_id),
+            ack_policy=api.AckPolicy.EXPLICIT,
+            deliver_policy=api.DeliverPolicy.NEW,
+            ack_wait=ACK_WAIT_S,
+            max_ack_pending=max(256, self.s.max_concurrency * 4),
+            max_waiting=512,
+            inactive_threshold=CONSUMER_INACTIVE_S,
+        )
+        # If it exists from an earlier run of this worker id, keep it and its position.
+        with contextlib.suppress(BadRequestError):
+            await self.js.add_consumer(EVENTS_STREAM, config)
+
+    async def _register(self) -> None:
+        history = await self.store.read(subjects.worker_all(self.s.domain, self.s.worker_id))
+        event = Registered(
+            domain=self.s.domain,
+            actor=self.actor,
+            worker_id=self.s.worker_id,
+            tags=self.s.tags,
+            allowed_users=self.s.allowed_users,
+            max_concurrency=self.s.max_concurrency,
+            executors=[e for e in self.s.executors if e in SUPPORTED],
+            host=HostFacts(
+                hostname=socket.gethostname(),
+                pid=os.getpid(),
+                os=platform.platform(),
+                python=sys.version.split()[0],
+                cpus=os.cpu_count() or 0,
+            ),
+            version=VERSION,
+        )
+        await self._append_worker_event(event, history[-1].seq if history else 0)
+
+    async def _append_worker_event(self, event: Registered | Stopped, expected: int) -> None:
+        scope = subjects.worker_all(self.s.domain, self.s.worker_id)
+        subject = subjects.worker(self.s.domain, self.s.worker_id, event.type)
+        try:
+            await self.store.append(Append(subject, event, expected, scope))
+        except WrongExpectedSequence:
+            history = await self.store.read(scope)
+            await self.store.append(Append(subject, event, history[-1].seq if history else 0, scope))
+
+    async def _pull_loop(self, stop: asyncio.Event) -> None:
+        assert self._puller is not None
+        while not stop.is_set():
+            free = self.s.max_concurrency - len(self.running)
+            if self.healthy and free > 0:
+                await self._puller.want(free)
+            self.slot_freed.clear()
+            stop_wait = asyncio.ensure_future(stop.wait())
+            slot_wait = asyncio.ensure_future(self.slot_freed.wait())
+            await asyncio.wait({stop_wait, slot_wait}, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
+            stop_wait.cancel()
+            slot_wait.cancel()
+            if not self.nc.is_connected:
+                self._puller.reset()
+
+    async def _drain(self) -> None:
+        """Stop taking work, let running jobs finish within the grace period, hand back the rest."""
+        self.draining = True
+        assert self._puller is not None
+        await self._puller.stop()
+        await self._heartbeat_once()
+        tasks = [r.task for r in self.running.values() if r.task]
+        if tasks:
+            log.info("draining: waiting up to %ss for %d jobs", self.s.grace_s, len(tasks))
+            await asyncio.wait(tasks, timeout=self.s.grace_s)
+        leftovers = list(self.running.values())
+        for r in leftovers:
+            r.abandoned = "shutdown"
+            r.cancel.set()
+        if leftovers:
+            await asyncio.wait([r.task for r in leftovers if r.task], timeout=5.0)
+            for r in leftovers:
+                await self._hand_back(r, "worker shut down before the job finished")
+        history = await self.store.read(subjects.worker_all(self.s.domain, self.s.worker_id))
+        await self._append_worker_event(
+            Stopped(domain=self.s.domain, actor=self.actor, worker_id=self.s.worker_id),
+            history[-1].seq if history else 0,
+        )
+
+    # ---- assignments ----------------------------------------------------------------
+
+    async def _accept(self, msg: Msg) -> None:
+        """Claim a slot at once, then start in a task: one slow append must not hold the others."""
+        try:
+            event = decode_event(msg.subject, msg.data)
+        except DecodeError as exc:
+            log.error("undecodable assignment %s: %s", msg.subject, exc)
+            await msg.term()
+            return
+        if not isinstance(event, Dispatched) or event.worker_id != self.s.worker_id:
+            await msg.ack()
+            return
+        if self.draining or not self.healthy:
+            await msg.nak()
+            return
+        if event.job_id in self.running:
+            await msg.ack()  # a redelivery of what we already run
+            return
+        running = Running(event, msg.metadata.sequence.stream)
+        self.running[event.job_id] = running
+        running.task = asyncio.create_task(self._start_and_run(running, msg))
+
+    async def _start_and_run(self, r: Running, msg: Msg) -> None:
+        try:
+            started = await self._start(r)
+        except Exception:
+            self.running.pop(r.job_id, None)
+            self.slot_freed.set()
+            log.exception("could not start job %s; leaving the assignment for redelivery", r.job_id)
+            return
+        await msg.ack()
+        if not started:
+            self.running.pop(r.job_id, None)
+            self.slot_freed.set()
+            return
+        await self._run(r)
+
+    async def _start(self, r: Running) -> bool:
+        """Append `started` fenced on the exact dispatch; False when the assignment is stale."""
+        d = r.dispatched
+        event: JobEvent = Started(
+            domain=d.domain, actor=self.actor, job_id=d.job_id, correlation_id=d.job_id,
+            causation_id=d.id, worker_id=self.s.worker_id, attempt=d.attempt,
+        )  # fmt: skip
+        expected = r.seq
+        try:
+            r.seq = (await self.store.append(job_append(event, expected))).seq
+            return True
+        except WrongExpectedSequence:
+            state, last = await self.store.read_job(d.domain, d.job_id)
+            if state is None:
+                return False
+            try:
+                event = decide_start(state, self.s.worker_id, d.attempt)
+            except DomainError as exc:
+                log.info("skipping stale assignment: %s", exc)
+                return False
+            try:
+                r.seq = (await self.store.append(job_append(event, last))).seq
+            except WrongExpectedSequence:
+                return False
+            return not isinstance(event, Cancelled)
+
+    async def _run(self, r: Running) -> None:
+        d = r.dispatched
+        sink = LogSink(self.store.publisher, d.domain, d.job_id, d.attempt)
+        started_at = time.monotonic()
+        try:
+            try:
+                outcome = await execute(RunContext(d.job_id, d.domain, d.attempt, d.spec, sink, r.cancel))
+            except Exception as exc:
+                log.exception("executor crashed on job %s", d.job_id)
+                outcome = Outcome("failed", error=f"worker error: {type(exc).__name__}: {exc}")
+            if outcome.duration_s == 0.0:
+                outcome = Outcome(
+                    outcome.status, outcome.exit_code, outcome.error, time.monotonic() - started_at,
+                    outcome.result,
+                )  # fmt: skip
+            await sink.flush()
+            if r.abandoned is None:
+                await self._report(r, outcome)
+            elif r.abandoned == "fenced":
+                self.fenced.append(r)
+        finally:
+            if r.abandoned != "shutdown":
+                self.running.pop(d.job_id, None)
+            self.jobs_done += 1
+            self.slot_freed.set()
+
+    async def _report(self, r: Running, outcome: Outcome) -> None:
+        """Append the attempt's outcome, fenced on our last append; re-decide if the job moved on."""
+        d = r.dispatched
+        state = state_from_dispatch(d, started_at=d.at)
+        event = decide_outcome(state, self.s.worker_id, d.attempt, outcome)
+        expected = r.seq
+        deadline = time.monotonic() + REPORT_DEADLINE_S
+        delay = 0.1
+        while True:
+            try:
+                await self.store.append(job_append(event, expected))
+                return
+            except WrongExpectedSequence:
+                real, expected = await self.store.read_job(d.domain, d.job_id)
+                if real is None:
+                    return
+                try:
+                    event = decide_outcome(real, self.s.worker_id, d.attempt, outcome)
+                except DomainError as exc:
+                    log.info("outcome of job %s dropped: %s", d.job_id, exc)
+                    return
+            except Exception as exc:
+                if time.monotonic() > deadline:
+                    log.error("gave up reporting job %s: %s", d.job_id, exc)
+                    return
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    async def _hand_back(self, r: Running, reason: str) -> None:
+        d = r.dispatched
+        event = Requeued(
+            domain=d.domain, actor=self.actor, job_id=d.job_id, correlation_id=d.job_id,
+            worker_id=self.s.worker_id, attempt=d.attempt, reason=reason,
+        )  # fmt: skip
+        try:
+            await self.store.append(job_append(event, r.seq))
+        except WrongExpectedSequence:
+            pass  # the dispatcher took it back already
+        except Exception:
+            log.exception("could not hand back job %s", d.job_id)
+        self.running.pop(d.job_id, None)
+
+    # ---- control messages -----------------------------------------------------------
+
+    async def _on_cancel(self, msg: Msg) -> None:
+        try:
+            job_id = subjects.parse_event(msg.subject).aggregate_id
+        except subjects.SubjectError:
+            return
+        r = self.running.get(job_id)
+        if r is not None:
+            r.cancel.set()
+
+    async def _on_requeued(self, msg: Msg) -> None:
+        try:
+            event = decode_event(msg.subject, msg.data)
+        except DecodeError:
+            return
+        if not isinstance(event, Requeued) or event.worker_id != self.s.worker_id:
+            return
+        r = self.running.get(event.job_id)
+        if r is not None and r.dispatched.attempt == event.attempt:
+            r.abandoned = "requeued"
+            r.cancel.set()
+
+    # ---- liveness -------------------------------------------------------------------
+
+    async def _heartbeat_once(self) -> bool:
+        self.hb_seq += 1
+        beat = Heartbeat(
+            worker_id=self.s.worker_id,
+            domain=self.s.domain,
+            seq=self.hb_seq,
+            running=list(self.running),
+            max_concurrency=self.s.max_concurrency,
+            draining=self.draining,
+        )
+        try:
+            await self.js.publish(
+                subjects.heartbeat(self.s.domain, self.s.worker_id), encode(beat), timeout=HEARTBEAT_TIMEOUT_S
+            )
+        except Exception as exc:
+            log.warning("heartbeat failed: %s", exc)
+            return False
+        self.last_heartbeat_ok = time.monotonic()
+        return True
+
+    async def _heartbeat_loop(self, stop: asyncio.Event) -> None:
+        while True:
+            ok = await self._heartbeat_once()
+            if ok and not self.healthy:
+                await self._recover()
+            elif not ok and self.healthy and time.monotonic() - self.last_heartbeat_ok > self.s.ttl_s / 2:
+                self._fence()
+            await asyncio.sleep(self.s.heartbeat_interval_s)
+
+    def _fence(self) -> None:
+        """Cut off for half the TTL: the dispatcher may give our jobs away, so stop running them."""
+        log.error("no heartbeat got through for %.1fs: killing %d jobs", self.s.ttl_s / 2, len(self.running))
+        self.healthy = False
+        for r in self.running.values():
+            r.abandoned = "fenced"
+            r.cancel.set()
+
+    async def _recover(self) -> None:
+        log.warning("heartbeats get through again; handing back %d killed jobs", len(self.fenced))
+        if self._puller is not None:
+            self._puller.reset()
+        fenced, self.fenced = self.fenced, []
+        for r in fenced:
+            await self._hand_back(r, "worker lost contact with NATS")
+        self.healthy = True
+        self.slot_freed.set()

@@ -1,0 +1,82 @@
+"""Worker settings from flags or the seeds' environment names."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field
+
+from events.ids import is_domain, is_token
+from events.worker import HEARTBEAT_INTERVAL_S, WORKER_TTL_S
+
+DEFAULT_GRACE_S = 30.0
+DEFAULT_MAX_CONCURRENCY = 4
+
+
+class SettingsError(ValueError):
+    pass
+
+
+def _split(value: str | None) -> list[str]:
+    return [part.strip() for part in (value or "").split(",") if part.strip()]
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    nats_url: str
+    worker_id: str
+    domain: str = "prod"
+    tags: list[str] = field(default_factory=list)
+    allowed_users: list[str] = field(default_factory=list)
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY
+    executors: list[str] = field(default_factory=lambda: ["shell", "python"])
+    grace_s: float = DEFAULT_GRACE_S
+    heartbeat_interval_s: float = HEARTBEAT_INTERVAL_S
+    ttl_s: float = WORKER_TTL_S
+    token: str | None = None
+
+    def __post_init__(self) -> None:
+        if not is_token(self.worker_id):
+            raise SettingsError(f"worker id {self.worker_id!r} may only hold letters, digits, '_' and '-'")
+        if not is_domain(self.domain):
+            raise SettingsError(f"domain {self.domain!r} is not a valid domain name")
+        if self.max_concurrency < 1:
+            raise SettingsError(f"max concurrency must be at least 1, got {self.max_concurrency}")
+        if self.grace_s < 0:
+            raise SettingsError(f"grace period must not be negative, got {self.grace_s}")
+        unknown = set(self.executors) - {"shell", "python"}
+        if unknown:
+            raise SettingsError(f"unknown executors: {', '.join(sorted(unknown))}")
+
+
+def default_worker_id() -> str:
+    host = "".join(c if c.isalnum() or c in "-_" else "-" for c in socket.gethostname())
+    return f"{host}-{os.getpid()}"
+
+
+def from_env(
+    nats_url: str | None = None,
+    worker_id: str | None = None,
+    domain: str | None = None,
+    tags: str | None = None,
+    allowed_users: str | None = None,
+    max_concurrency: int | None = None,
+    grace_s: float | None = None,
+) -> WorkerSettings:
+    """Flags win over the environment; the environment over defaults."""
+    env = os.environ
+    conc = max_concurrency if max_concurrency is not None else env.get("MAX_CONCURRENCY")
+    try:
+        conc_value = int(conc) if conc is not None else DEFAULT_MAX_CONCURRENCY
+    except ValueError as exc:
+        raise SettingsError(f"MAX_CONCURRENCY must be an integer, got {conc!r}") from exc
+    return WorkerSettings(
+        nats_url=nats_url or env.get("NATS_URL", "nats://127.0.0.1:4222"),
+        worker_id=worker_id or env.get("WORKER_ID") or default_worker_id(),
+        domain=domain or env.get("WORKER_DOMAIN", "prod"),
+        tags=_split(tags if tags is not None else env.get("WORKER_TAGS")),
+        allowed_users=_split(allowed_users if allowed_users is not None else env.get("ALLOWED_USERS")),
+        max_concurrency=conc_value,
+        grace_s=grace_s if grace_s is not None else DEFAULT_GRACE_S,
+        token=env.get("WORKER_DOMAIN_TOKEN") or env.get("API_TOKEN"),
+    )
