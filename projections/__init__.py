@@ -1,0 +1,1 @@
+"""Read models built from the event log into DuckDB: schema, mappings, projector, queries."""

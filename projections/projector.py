@@ -1,0 +1,355 @@
+"""The projector: follows EVENTS and HEARTBEATS and applies them to DuckDB in checkpointed batches.
+
+Each batch is one transaction that also moves the checkpoint, so a crash at any point
+leaves the read model at a batch boundary: a restart resumes after the checkpoint and
+never applies an event twice or skips one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import msgspec
+import pyarrow as pa
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext, api
+
+from events.codec import DecodeError, decode_event, decode_heartbeat
+from events.job import AnyJobEvent, JobEvent, JobState, Submitted, evolve
+from events.streams import EVENTS_STREAM, HEARTBEATS_STREAM
+from events.subjects import HEARTBEATS_PREFIX, parse_event
+from events.worker import AnyWorkerEvent, Heartbeat, WorkerEvent, WorkerState, evolve_worker
+from projections import mapping, schema
+
+log = logging.getLogger(__name__)
+
+BATCH_MAX = 20_000
+IDLE_WAIT_S = 1.0
+RETRY_WAIT_S = 1.0
+FOLLOW_PENDING_LIMIT = 2_000_000
+Key = tuple[str, str]
+
+
+@dataclass
+class Batch:
+    """What one transaction writes; built by pure folding, then written as Arrow tables."""
+
+    last_seq: int
+    jobs: dict[Key, tuple[JobState, int]] = field(default_factory=dict)
+    workers: dict[Key, tuple[WorkerState, int]] = field(default_factory=dict)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    undecodable: int = 0
+
+
+def _load_jobs(con: duckdb.DuckDBPyConnection, keys: set[Key]) -> dict[Key, JobState]:
+    if not keys:
+        return {}
+    ids = pa.table({"domain": [k[0] for k in keys], "id": [k[1] for k in keys]})
+    con.register("wanted_jobs", ids)
+    try:
+        rows = con.execute(
+            "SELECT j.domain, j.id, j.state FROM jobs j JOIN wanted_jobs w USING (domain, id)"
+        ).fetchall()
+    finally:
+        con.unregister("wanted_jobs")
+    return {(d, i): msgspec.json.decode(s, type=JobState) for d, i, s in rows}
+
+
+def _load_workers(con: duckdb.DuckDBPyConnection) -> dict[Key, WorkerState]:
+    rows = con.execute("SELECT domain, id, state FROM workers").fetchall()
+    return {(d, i): msgspec.json.decode(s, type=WorkerState) for d, i, s in rows}
+
+
+def _replace(con: duckdb.DuckDBPyConnection, table: str, keys: str, rows: list[dict[str, Any]]) -> None:
+    """Delete the rows the batch touches, then insert their new versions, from one Arrow table."""
+    data = pa.Table.from_pylist(rows, schema=schema.ALL_TABLES[table])
+    con.register("batch_rows", data)
+    try:
+        con.execute(f"DELETE FROM {table} WHERE ({keys}) IN (SELECT DISTINCT {keys} FROM batch_rows)")
+        con.execute(f"INSERT INTO {table} SELECT * FROM batch_rows")
+    finally:
+        con.unregister("batch_rows")
+
+
+class Projector:
+    def __init__(self, db_path: Path | str, nc: NATS, batch_max: int = BATCH_MAX) -> None:
+        self.db_path = str(db_path)
+        self.nc = nc
+        self.batch_max = batch_max
+        self.applied_seq = 0
+        self.undecodable = 0
+        self.batches = 0
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._js: JetStreamContext | None = None
+        self._jobs: dict[Key, JobState] = {}
+        self._workers: dict[Key, WorkerState] = {}
+        self._inbox: list[Msg] = []
+        self._beats: dict[Key, Heartbeat] = {}
+        self._wake = asyncio.Event()
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._subs: list[Any] = []
+        self._task: asyncio.Task[None] | None = None
+        # Cancelling the loop does not stop a batch already running in its thread; stop() takes
+        # this lock so it never closes the connection under a batch mid-write.
+        self._apply_lock = threading.Lock()
+
+    @property
+    def con(self) -> duckdb.DuckDBPyConnection:
+        assert self._con is not None, "projector not started"
+        return self._con
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A connection of its own for one reader thread; reads see committed batches only."""
+        cur = self.con.cursor()
+        cur.execute("SET TimeZone = 'UTC'")
+        return cur
+
+    async def start(self) -> None:
+        self._con = await asyncio.to_thread(self._open)
+        self._js = js = self.nc.jetstream()
+        last = (await js.stream_info(EVENTS_STREAM)).state.last_seq
+        if self.applied_seq > last:
+            # The log was wiped or replaced under an old read model: start over from it.
+            log.warning("read model is at seq %d but the log ends at %d; rebuilding", self.applied_seq, last)
+            await asyncio.to_thread(schema.reset, self.con)
+            self.applied_seq = 0
+            self._workers = {}
+        if self.applied_seq:
+            config = api.ConsumerConfig(
+                deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=self.applied_seq + 1
+            )
+        else:
+            config = api.ConsumerConfig(deliver_policy=api.DeliverPolicy.ALL)
+        self._subs.append(
+            await js.subscribe(
+                "ev.>", stream=EVENTS_STREAM, cb=self._on_event, ordered_consumer=True, config=config,
+                pending_msgs_limit=FOLLOW_PENDING_LIMIT, pending_bytes_limit=-1,
+            )
+        )  # fmt: skip
+        with contextlib.suppress(Exception):
+            self._subs.append(
+                await js.subscribe(
+                    f"{HEARTBEATS_PREFIX}.>", stream=HEARTBEATS_STREAM, cb=self._on_beat,
+                    ordered_consumer=True, deliver_policy=api.DeliverPolicy.LAST_PER_SUBJECT,
+                )
+            )  # fmt: skip
+        self._task = asyncio.create_task(self._run(), name="projector")
+
+    def _open(self) -> duckdb.DuckDBPyConnection:
+        con = duckdb.connect(self.db_path)
+        try:
+            schema.ensure(con)
+        except schema.SchemaMismatch as exc:
+            log.warning("%s; rebuilding the read model from the log", exc)
+            schema.reset(con)
+        self.applied_seq = schema.checkpoint(con)
+        self._workers = _load_workers(con)
+        return con
+
+    async def stop(self) -> None:
+        for sub in self._subs:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+        self._subs.clear()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._con is not None:
+            await asyncio.to_thread(self._apply_lock.acquire)
+            try:
+                self._con.close()
+                self._con = None
+            finally:
+                self._apply_lock.release()
+
+    async def _on_event(self, msg: Msg) -> None:
+        self._inbox.append(msg)
+        self._wake.set()
+
+    async def _on_beat(self, msg: Msg) -> None:
+        try:
+            beat = decode_heartbeat(msg.data)
+        except DecodeError as exc:
+            log.warning("bad heartbeat on %s: %s", msg.subject, exc)
+            return
+        self._beats[(beat.domain, beat.worker_id)] = beat
+        self._wake.set()
+
+    # ---- waiting on the read model ---------------------------------------------------
+
+    async def wait_for(self, seq: int, timeout: float) -> bool:
+        """True once every event up to `seq` is applied; False if that takes longer than `timeout`."""
+        if self.applied_seq >= seq:
+            return True
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append((seq, fut))
+        try:
+            await asyncio.wait_for(asyncio.shield(fut), timeout)
+            return True
+        except TimeoutError:
+            return self.applied_seq >= seq
+        finally:
+            self._waiters = [(s, f) for s, f in self._waiters if f is not fut]
+
+    async def lag(self) -> int:
+        assert self._js is not None
+        last = (await self._js.stream_info(EVENTS_STREAM)).state.last_seq
+        return max(0, int(last) - self.applied_seq)
+
+    def _release_waiters(self) -> None:
+        keep = []
+        for seq, fut in self._waiters:
+            if seq <= self.applied_seq:
+                if not fut.done():
+                    fut.set_result(None)
+            else:
+                keep.append((seq, fut))
+        self._waiters = keep
+
+    # ---- the apply loop --------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel racing its timeout.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(IDLE_WAIT_S):
+                    await self._wake.wait()
+            self._wake.clear()
+            while self._inbox or self._beats:
+                msgs, self._inbox = self._inbox[: self.batch_max], self._inbox[self.batch_max :]
+                beats, self._beats = self._beats, {}
+                raw = [(m.metadata.sequence.stream, m.subject, m.data) for m in msgs]
+                try:
+                    await asyncio.to_thread(self._apply, raw, list(beats.values()))
+                except Exception:
+                    log.exception("projection batch failed; retrying")
+                    self._inbox = msgs + self._inbox
+                    self._beats = beats | self._beats
+                    await asyncio.sleep(RETRY_WAIT_S)
+                    continue
+                self._release_waiters()
+
+    def _apply(self, raw: list[tuple[int, str, bytes]], beats: list[Heartbeat]) -> None:
+        with self._apply_lock:
+            if self._con is None:
+                return
+            self._apply_locked(raw, beats)
+
+    def _apply_locked(self, raw: list[tuple[int, str, bytes]], beats: list[Heartbeat]) -> None:
+        started = time.perf_counter()
+        fresh = [r for r in raw if r[0] > self.applied_seq]
+        con = self.con
+        batch = fold_batch(fresh, self._jobs, self._workers, lambda keys: _load_jobs(con, keys))
+        write_batch(con, batch, [mapping.liveness_row(b) for b in beats])
+        for key, (state, _) in batch.jobs.items():
+            if state.terminal:
+                self._jobs.pop(key, None)
+            else:
+                self._jobs[key] = state
+        for key, (wstate, _) in batch.workers.items():
+            self._workers[key] = wstate
+        self.undecodable += batch.undecodable
+        if fresh:
+            self.applied_seq = batch.last_seq
+            self.batches += 1
+            log.debug("applied %d events in %.1f ms", len(fresh), (time.perf_counter() - started) * 1000)
+
+
+def fold_batch(
+    raw: list[tuple[int, str, bytes]],
+    jobs: dict[Key, JobState],
+    workers: dict[Key, WorkerState],
+    load_jobs: Any,
+) -> Batch:
+    """Decode and fold a run of events into the rows they change; undecodable ones are skipped."""
+    batch = Batch(last_seq=raw[-1][0] if raw else 0)
+    decoded: list[tuple[int, Any, Any, bytes]] = []
+    for seq, subject, data in raw:
+        try:
+            event = decode_event(subject, data)
+        except DecodeError as exc:
+            batch.undecodable += 1
+            log.error("skipping undecodable event seq %d on %s: %s", seq, subject, exc)
+            continue
+        decoded.append((seq, parse_event(subject), event, data))
+    # Jobs whose first event here is not their creation may have earlier events in the table.
+    first: dict[Key, bool] = {}
+    for _, _, e, _ in decoded:
+        if isinstance(e, JobEvent):
+            first.setdefault((e.domain, e.job_id), isinstance(e, Submitted))
+    missing = {k for k, created in first.items() if not created and k not in jobs}
+    loaded: dict[Key, JobState] = load_jobs(missing)
+    job_states: dict[Key, JobState | None] = {**loaded}
+    for seq, parsed, event, data in decoded:
+        batch.events.append(mapping.event_row(seq, parsed, event, data))
+        if isinstance(event, JobEvent):
+            key = (event.domain, event.job_id)
+            before = job_states[key] if key in job_states else jobs.get(key)
+            job_event: AnyJobEvent = event  # type: ignore[assignment]
+            after = evolve(before, job_event)
+            job_states[key] = after
+            if after is not None and after is not before:
+                batch.jobs[key] = (after, seq)
+        elif isinstance(event, WorkerEvent):
+            wkey = (event.domain, event.worker_id)
+            wbefore = batch.workers[wkey][0] if wkey in batch.workers else workers.get(wkey)
+            worker_event: AnyWorkerEvent = event  # type: ignore[assignment]
+            wafter = evolve_worker(wbefore, worker_event)
+            if wafter is not None:
+                batch.workers[wkey] = (wafter, seq)
+    return batch
+
+
+def write_batch(con: duckdb.DuckDBPyConnection, batch: Batch, liveness: list[dict[str, Any]]) -> None:
+    """One transaction: changed rows, appended events, and the checkpoint move together."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        if batch.jobs:
+            states = [s for s, _ in batch.jobs.values()]
+            _replace(con, "jobs", "domain, id", [mapping.job_row(s, q) for s, q in batch.jobs.values()])
+            attempts = [row for s in states for row in mapping.attempt_rows(s)]
+            keys = pa.table({"domain": [s.domain for s in states], "job_id": [s.id for s in states]})
+            con.register("batch_keys", keys)
+            try:
+                con.execute(
+                    "DELETE FROM attempts WHERE (domain, job_id) IN (SELECT domain, job_id FROM batch_keys)"
+                )
+            finally:
+                con.unregister("batch_keys")
+            if attempts:
+                data = pa.Table.from_pylist(attempts, schema=schema.ATTEMPTS)
+                con.register("batch_rows", data)
+                try:
+                    con.execute("INSERT INTO attempts SELECT * FROM batch_rows")
+                finally:
+                    con.unregister("batch_rows")
+        if batch.workers:
+            _replace(
+                con, "workers", "domain, id", [mapping.worker_row(s, q) for s, q in batch.workers.values()]
+            )
+        if batch.events:
+            data = pa.Table.from_pylist(batch.events, schema=schema.EVENTS)
+            con.register("batch_rows", data)
+            try:
+                con.execute("INSERT INTO events SELECT * FROM batch_rows")
+            finally:
+                con.unregister("batch_rows")
+        if liveness:
+            _replace(con, "worker_liveness", "domain, id", liveness)
+        if batch.last_seq:
+            con.execute("UPDATE checkpoint SET seq = ? WHERE name = 'events'", [batch.last_seq])
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise

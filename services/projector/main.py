@@ -1,0 +1,54 @@
+"""Entry points of `jobstream projector` (standalone read model) and `jobstream rebuild`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from pathlib import Path
+
+from events.streams import provision
+from projections.projector import Projector
+from projections.rebuild import rebuild
+from services.runtime.connect import connect, jetstream
+
+log = logging.getLogger(__name__)
+REPORT_EVERY_S = 30.0
+
+
+async def serve(nats_url: str, db_path: Path) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    nc = await connect(nats_url, "projector")
+    await provision(jetstream(nc))
+    projector = Projector(db_path, nc)
+    await projector.start()
+    try:
+        while not stop.is_set():
+            try:
+                async with asyncio.timeout(REPORT_EVERY_S):
+                    await stop.wait()
+            except TimeoutError:
+                log.info("applied up to seq %d, lag %d", projector.applied_seq, await projector.lag())
+    finally:
+        await projector.stop()
+        await nc.close()
+
+
+def run(nats_url: str, db_path: Path) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s projector %(levelname)s %(message)s")
+    asyncio.run(serve(nats_url, db_path))
+
+
+async def _rebuild(nats_url: str, db_path: Path) -> int:
+    nc = await connect(nats_url, "rebuild", max_reconnect_attempts=0)
+    try:
+        return await rebuild(db_path, nc)
+    finally:
+        await nc.close()
+
+
+def run_rebuild(nats_url: str, db_path: Path) -> int:
+    return asyncio.run(_rebuild(nats_url, db_path))
