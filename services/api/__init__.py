@@ -1,0 +1,1 @@
+"""The REST API: commands become events, queries read the projection."""

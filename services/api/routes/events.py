@@ -1,0 +1,35 @@
+"""The domain's event stream as Server-Sent Events, for UIs and scripts."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, Depends, Query, Request
+from sse_starlette.sse import EventSourceResponse
+
+from events import subjects
+from events.streams import EVENTS_STREAM
+from services.api.auth import Caller, caller
+from services.api.deps import js
+from services.api.streams import follow
+
+router = APIRouter(tags=["events"])
+
+
+@router.get("/events", summary="Server-Sent Events of every event in the domain")
+async def events(
+    request: Request,
+    who: Caller = Depends(caller),
+    since: int | None = Query(default=None, ge=1, description="replay from this stream sequence"),
+) -> EventSourceResponse:
+    async def stream() -> AsyncIterator[dict[str, str]]:
+        start = since if since is not None else -1
+        async for msg in follow(js(request), EVENTS_STREAM, subjects.domain_events(who.domain), start):
+            if msg is None:
+                if await request.is_disconnected():
+                    return
+                continue
+            parsed = subjects.parse_event(msg.subject)
+            yield {"id": str(msg.metadata.sequence.stream), "event": parsed.type, "data": msg.data.decode()}
+
+    return EventSourceResponse(stream())

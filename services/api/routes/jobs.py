@@ -1,0 +1,152 @@
+"""Job routes: submit (one or a batch), list, show, history, cancel, retry, logs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
+from sse_starlette.sse import EventSourceResponse
+
+from events import subjects
+from events.ids import is_token
+from events.streams import LOGS_STREAM
+from projections import queries
+from services.api import commands
+from services.api.auth import Caller, caller
+from services.api.deps import js, query, settle, store
+from services.api.models import BatchIn, BatchOut, CancelIn, JobIn, Page
+from services.api.streams import follow, line_dict, read_logs
+
+router = APIRouter(prefix="/jobs", tags=["jobs"])
+
+MAX_PAGE = 500
+MAX_LOG_LINES = 100_000
+IdempotencyKey = Header(default=None, max_length=200, description="same key, same job: 200 instead of 201")
+
+
+async def _job_or_404(request: Request, who: Caller, job_id: str) -> dict[str, Any]:
+    job = await query(request, queries.get_job, who.domain, job_id) if is_token(job_id) else None
+    if job is None:
+        raise HTTPException(404, detail=f"job {job_id} not found")
+    return job
+
+
+@router.post("", status_code=201, summary="Submit a job")
+async def submit(
+    body: JobIn,
+    request: Request,
+    response: Response,
+    who: Caller = Depends(caller),
+    idempotency_key: str | None = IdempotencyKey,
+) -> dict[str, Any]:
+    [sub] = await commands.submit_many(
+        store(request), who.domain, who.actor, [body.to_spec()], idempotency_key
+    )
+    await settle(request, sub.seq)
+    if not sub.created:
+        response.status_code = 200
+    return await _job_or_404(request, who, sub.job_id)
+
+
+@router.post("/batch", status_code=201, summary="Submit up to 1,000 jobs: all valid, or none appended")
+async def submit_batch(
+    body: BatchIn,
+    request: Request,
+    response: Response,
+    who: Caller = Depends(caller),
+    idempotency_key: str | None = IdempotencyKey,
+) -> BatchOut:
+    specs = [job.to_spec() for job in body.jobs]
+    subs = await commands.submit_many(store(request), who.domain, who.actor, specs, idempotency_key)
+    created = sum(1 for s in subs if s.created)
+    await settle(request, max((s.seq for s in subs), default=0) if created == len(subs) else 0)
+    if created == 0:
+        response.status_code = 200
+    return BatchOut(ids=[s.job_id for s in subs], created=created, existing=len(subs) - created)
+
+
+@router.get("", summary="List jobs, newest first")
+async def list_jobs(
+    request: Request,
+    who: Caller = Depends(caller),
+    status: str | None = None,
+    name: str | None = None,
+    tag: str | None = None,
+    worker: str | None = None,
+    label: str | None = Query(default=None, description="key=value"),
+    limit: int = Query(default=50, ge=1, le=MAX_PAGE),
+    cursor: str | None = None,
+) -> Page:
+    label_pair: tuple[str, str] | None = None
+    if label is not None:
+        key, sep, value = label.partition("=")
+        if not sep or not key:
+            raise HTTPException(422, detail="label filter must look like key=value")
+        label_pair = (key, value)
+    items, next_cursor = await query(
+        request, queries.list_jobs, who.domain, status=status, name=name, tag=tag, worker=worker,
+        label=label_pair, limit=limit, cursor=cursor,
+    )  # fmt: skip
+    return Page(items=items, next_cursor=next_cursor)
+
+
+@router.get("/{job_id}", summary="A job's state, attempts, timings, exit code and error")
+async def get_job(job_id: str, request: Request, who: Caller = Depends(caller)) -> dict[str, Any]:
+    return await _job_or_404(request, who, job_id)
+
+
+@router.get("/{job_id}/events", summary="A job's full history, in order, with stream sequences")
+async def job_events(job_id: str, request: Request, who: Caller = Depends(caller)) -> list[dict[str, Any]]:
+    await _job_or_404(request, who, job_id)
+    return await query(request, queries.job_events, who.domain, job_id)
+
+
+@router.post("/{job_id}/cancel", summary="Cancel: at once if pending, through its worker if running")
+async def cancel(
+    job_id: str, request: Request, body: CancelIn | None = None, who: Caller = Depends(caller)
+) -> dict[str, Any]:
+    await _job_or_404(request, who, job_id)
+    seq = await commands.cancel(store(request), who.domain, job_id, who.actor, body.reason if body else "")
+    await settle(request, seq)
+    return await _job_or_404(request, who, job_id)
+
+
+@router.post("/{job_id}/retry", status_code=201, summary="Run a finished job again, as a new job")
+async def retry(job_id: str, request: Request, who: Caller = Depends(caller)) -> dict[str, Any]:
+    await _job_or_404(request, who, job_id)
+    sub = await commands.retry(store(request), who.domain, job_id, who.actor)
+    await settle(request, sub.seq)
+    return await _job_or_404(request, who, sub.job_id)
+
+
+@router.get("/{job_id}/logs", summary="Output lines; with follow=true, Server-Sent Events until the job ends")
+async def logs(
+    job_id: str,
+    request: Request,
+    who: Caller = Depends(caller),
+    attempt: int | None = Query(default=None, ge=1),
+    follow_: bool = Query(default=False, alias="follow"),
+    limit: int = Query(default=10_000, ge=1, le=MAX_LOG_LINES),
+) -> Any:
+    await _job_or_404(request, who, job_id)
+    if not follow_:
+        return await read_logs(js(request), who.domain, job_id, attempt, limit)
+    subject = subjects.logs(who.domain, job_id, attempt) if attempt else subjects.logs_all(who.domain, job_id)
+
+    async def stream() -> AsyncIterator[dict[str, str]]:
+        async for msg in follow(js(request), LOGS_STREAM, subject):
+            if msg is not None:
+                line = line_dict(msg)
+                if line is not None:
+                    yield {"event": "line", "data": json.dumps(line, default=str)}
+                if msg.metadata.num_pending > 0:
+                    continue
+            job = await query(request, queries.get_job, who.domain, job_id)
+            if job is None or job["status"] in ("succeeded", "failed", "timed_out", "cancelled"):
+                status = job["status"] if job else "unknown"
+                yield {"event": "end", "data": json.dumps({"status": status})}
+                return
+
+    return EventSourceResponse(stream())

@@ -1,0 +1,142 @@
+"""The REST edge in-process (FastAPI TestClient) against a real nats-server and DuckDB file."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from events.store import EventStore
+from services.api.app import create_app
+from services.api.settings import ApiSettings
+from services.runtime.connect import connect, jetstream
+from services.runtime.nats_server import NatsServer
+
+TOKEN = "test-admin-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture(scope="module")
+def api(nats_server: NatsServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    db = tmp_path_factory.mktemp("api") / "projection.duckdb"
+    app = create_app(ApiSettings(nats_url=nats_server.url, db_path=Path(db), admin_token=TOKEN))
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        yield client
+
+
+def last_seq(url: str) -> int:
+    async def read() -> int:
+        nc = await connect(url, "probe", max_reconnect_attempts=0)
+        try:
+            return await EventStore(nc, jetstream(nc)).last_seq()
+        finally:
+            await nc.close()
+
+    return asyncio.run(read())
+
+
+def shell(script: str = "true", **extra: Any) -> dict[str, Any]:
+    return {"name": "t", "executor": {"type": "shell", "script": script}, **extra}
+
+
+BAD_BODIES: list[tuple[str, Any, str]] = [
+    ("unknown executor", {"name": "x", "executor": {"type": "cobol", "script": "x"}}, "executor"),
+    ("missing script", {"name": "x", "executor": {"type": "shell"}}, "executor.shell.script"),
+    ("negative timeout", shell(timeout_s=-1), "timeout_s"),
+    ("unknown field", shell(colour="blue"), "colour"),
+    ("empty name", {**shell(), "name": ""}, "name"),
+    ("two sources", {"name": "x", "executor": {"type": "python", "script": "1", "module": "m"}}, "one of"),
+    ("bad callable", {"name": "x", "executor": {"type": "python", "callable": "no colon"}}, "callable"),
+    ("bad env name", shell(env={"1BAD": "x"}), "env"),
+    ("bad regex", shell(completion={"stdout_match": "("}), "regular expression"),
+    ("bad exit code", shell(completion={"exit_codes": [300]}), "exit_codes"),
+    ("NUL in script", shell("echo \x00"), "NUL"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("what", "body", "named"), BAD_BODIES, ids=[b[0] for b in BAD_BODIES])
+def test_bad_jobs_are_refused_with_the_field_named_and_nothing_appended(
+    api: TestClient, nats_server: NatsServer, what: str, body: Any, named: str
+) -> None:
+    before = last_seq(nats_server.url)
+    r = api.post("/api/v1/jobs", json=body, headers=AUTH)
+    assert r.status_code == 422, r.text
+    assert named in r.json()["detail"], r.json()
+    assert last_seq(nats_server.url) == before
+
+
+def test_malformed_json_bad_utf8_and_oversize_bodies(api: TestClient, nats_server: NatsServer) -> None:
+    before = last_seq(nats_server.url)
+    headers = {**AUTH, "Content-Type": "application/json"}
+    r = api.post("/api/v1/jobs", content=b'{"name": "x",', headers=headers)
+    assert r.status_code == 422 and "malformed JSON" in r.json()["detail"]
+    r = api.post(
+        "/api/v1/jobs",
+        content=b'{"name":"x","executor":{"type":"shell","script":"echo \xff"}}',
+        headers=headers,
+    )
+    assert r.status_code == 422 and "not valid UTF-8" in r.json()["detail"], r.text
+    r = api.post("/api/v1/jobs", json=shell("x" * (2 * 1024 * 1024)), headers=AUTH)
+    assert r.status_code == 413 and "larger than" in r.json()["detail"]
+    assert last_seq(nats_server.url) == before
+
+
+def test_a_batch_with_one_bad_job_appends_nothing(api: TestClient, nats_server: NatsServer) -> None:
+    before = last_seq(nats_server.url)
+    jobs = [shell() for _ in range(5)] + [shell(timeout_s=0)] + [shell()]
+    r = api.post("/api/v1/jobs/batch", json={"jobs": jobs}, headers=AUTH)
+    assert r.status_code == 422 and "jobs.5.timeout_s" in r.json()["detail"]
+    r = api.post("/api/v1/jobs/batch", json={"jobs": [shell()] * 1001}, headers=AUTH)
+    assert r.status_code == 422 and "jobs" in r.json()["detail"]
+    assert last_seq(nats_server.url) == before
+
+
+def test_submit_reads_back_at_once_and_lists_with_filters(api: TestClient) -> None:
+    r = api.post("/api/v1/jobs", json=shell(tags=["nowhere-" + "x"], labels={"team": "data"}), headers=AUTH)
+    assert r.status_code == 201, r.text
+    job = r.json()
+    assert job["status"] == "pending" and job["spec"]["labels"] == {"team": "data"}
+    # Read-your-writes: the answer came from the projection, so every read sees it now.
+    assert api.get(f"/api/v1/jobs/{job['id']}", headers=AUTH).json()["id"] == job["id"]
+    listed = api.get("/api/v1/jobs", params={"label": "team=data", "status": "pending"}, headers=AUTH).json()
+    assert job["id"] in [j["id"] for j in listed["items"]]
+    events = api.get(f"/api/v1/jobs/{job['id']}/events", headers=AUTH).json()
+    assert [e["type"] for e in events] == ["submitted"] and events[0]["seq"] == job["last_seq"]
+    r = api.post(f"/api/v1/jobs/{job['id']}/cancel", json={"reason": "no"}, headers=AUTH)
+    assert r.status_code == 200 and r.json()["status"] == "cancelled"
+
+
+@pytest.mark.parametrize(
+    ("params", "named"),
+    [
+        ({"status": "bogus"}, "unknown status"),
+        ({"cursor": "%%%"}, "cursor"),
+        ({"label": "novalue"}, "key=value"),
+    ],
+)
+def test_bad_list_queries_name_the_problem(api: TestClient, params: dict[str, str], named: str) -> None:
+    r = api.get("/api/v1/jobs", params=params, headers=AUTH)
+    assert r.status_code in (400, 422) and named in r.json()["detail"]
+
+
+def test_unknown_ids_are_404(api: TestClient) -> None:
+    for path in ("/api/v1/jobs/nope", "/api/v1/jobs/bad.id", "/api/v1/workers/nope"):
+        r = api.get(path, headers=AUTH)
+        assert r.status_code == 404, path
+
+
+def test_health_ready_metrics_and_docs(api: TestClient) -> None:
+    assert api.get("/health").json() == {"status": "ok"}
+    assert api.get("/ready").status_code == 200
+    api.post("/api/v1/jobs", json=shell(), headers=AUTH)
+    text = api.get("/metrics").text
+    assert 'jobstream_jobs{domain="prod",status="pending"}' in text
+    assert "jobstream_dispatch_latency_seconds_bucket" in text
+    assert "jobstream_projection_lag_events" in text
+    assert "jobstream_projection_undecodable_events" in text
+    assert api.get("/openapi.json").json()["info"]["title"] == "jobstream"
+    assert api.get("/api/v1/jobs").status_code == 401
