@@ -1,0 +1,105 @@
+"""A small synchronous client of the REST API for the CLI, with errors that say what to do."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+TIMEOUT_S = 30.0
+
+# Exit codes the CLI uses, so scripts can tell failures apart.
+EXIT_JOB_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_AUTH = 3
+EXIT_NOT_FOUND = 4
+EXIT_UNAVAILABLE = 5
+
+
+class ClientError(Exception):
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@dataclass(frozen=True)
+class Client:
+    url: str
+    token: str | None
+
+    @staticmethod
+    def from_env(url: str | None = None, token: str | None = None) -> Client:
+        return Client(
+            (url or os.environ.get("JOBSTREAM_URL") or DEFAULT_URL).rstrip("/"),
+            token or os.environ.get("JOBSTREAM_TOKEN"),
+        )
+
+    def _http(self) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        return httpx.Client(base_url=f"{self.url}/api/v1", headers=headers, timeout=TIMEOUT_S)
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            with self._http() as http:
+                response = http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise ClientError(
+                f"cannot reach the jobstream API at {self.url} ({exc}); is it running? set JOBSTREAM_URL",
+                EXIT_UNAVAILABLE,
+            ) from exc
+        _raise_for(response, self)
+        return response.json() if response.content else None
+
+    def get(self, path: str, **params: Any) -> Any:
+        return self.request("GET", path, params={k: v for k, v in params.items() if v is not None})
+
+    def post(self, path: str, body: Any = None, headers: dict[str, str] | None = None) -> Any:
+        return self.request("POST", path, json=body, headers=headers or {})
+
+    def sse(self, path: str, **params: Any) -> Iterator[tuple[str, Any]]:
+        """Server-Sent Events as (event, decoded data) pairs until the server ends the stream."""
+        try:
+            with (
+                self._http() as http,
+                http.stream("GET", path, params=params, timeout=httpx.Timeout(TIMEOUT_S, read=None)) as r,
+            ):
+                if r.status_code >= 400:
+                    r.read()
+                    _raise_for(r, self)
+                event, data = "message", list[str]()
+                for line in r.iter_lines():
+                    if not line:
+                        if data:
+                            yield event, json.loads("\n".join(data))
+                        event, data = "message", []
+                    elif line.startswith("event:"):
+                        event = line[6:].strip()
+                    elif line.startswith("data:"):
+                        data.append(line[5:].strip())
+        except httpx.HTTPError as exc:
+            raise ClientError(f"lost the stream from {self.url}: {exc}", EXIT_UNAVAILABLE) from exc
+
+
+def _raise_for(response: httpx.Response, client: Client) -> None:
+    if response.status_code < 400:
+        return
+    try:
+        detail = response.json().get("detail", response.text)
+    except ValueError:
+        detail = response.text
+    status = response.status_code
+    if status == 401:
+        hint = "" if client.token else " (set JOBSTREAM_TOKEN)"
+        raise ClientError(f"not authorized: {detail}{hint}", EXIT_AUTH)
+    if status == 403:
+        raise ClientError(f"forbidden: {detail}", EXIT_AUTH)
+    if status == 404:
+        raise ClientError(str(detail), EXIT_NOT_FOUND)
+    if status in (400, 409, 413, 422):
+        raise ClientError(str(detail), EXIT_BAD_INPUT)
+    raise ClientError(f"the API answered {status}: {detail}", EXIT_UNAVAILABLE)

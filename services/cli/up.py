@@ -1,0 +1,224 @@
+"""`jobstream up`: the embedded default, one supervisor for NATS and every service process."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from events.streams import provision
+from services.runtime.children import child_kwargs
+from services.runtime.connect import connect, jetstream
+from services.runtime.nats_server import NatsServer, ServerError
+from services.runtime.ports import free_port, port_is_free
+
+DEFAULT_API_PORT = 8000
+DEFAULT_NATS_PORT = 4222
+READY_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 40.0
+MAX_RESTARTS = 5
+RESTART_WINDOW_S = 60.0
+
+
+class UpError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class UpOptions:
+    host: str = "127.0.0.1"
+    port: int | None = None
+    nats_port: int | None = None
+    nats_url: str | None = None
+    data_dir: Path = Path(".jobstream")
+    workers: int = 1
+    worker_concurrency: int = 4
+
+
+def choose_port(host: str, wanted: int | None, default: int, what: str) -> int:
+    """An explicit port that is taken is an error; a taken default quietly becomes a free port."""
+    if wanted is not None:
+        if not port_is_free(host, wanted):
+            raise UpError(f"{what} port {wanted} on {host} is already in use")
+        return wanted
+    return default if port_is_free(host, default) else free_port(host)
+
+
+def admin_token(data_dir: Path) -> tuple[str, bool]:
+    """ADMIN_TOKEN from the environment, else the one kept in the data dir, else a new one."""
+    if os.environ.get("ADMIN_TOKEN"):
+        return os.environ["ADMIN_TOKEN"], False
+    path = data_dir / "admin_token"
+    if path.exists():
+        return path.read_text().strip(), False
+    token = secrets.token_urlsafe(32)
+    path.write_text(token + "\n")
+    path.chmod(0o600)
+    return token, True
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    proc: subprocess.Popen[bytes] | None = None
+    restarts: list[float] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(self.argv, env=self.env, **child_kwargs())
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def terminate(self) -> None:
+        if self.alive():
+            assert self.proc is not None
+            self.proc.send_signal(signal.SIGTERM)
+
+    def wait(self, timeout: float) -> None:
+        if self.proc is None:
+            return
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+async def _provision(url: str) -> None:
+    nc = await connect(url, "up", max_reconnect_attempts=0)
+    try:
+        await provision(jetstream(nc))
+    finally:
+        await nc.close()
+
+
+def _wait_http(url: str, deadline: float, children: list[Child]) -> None:
+    while time.monotonic() < deadline:
+        for child in children:
+            if child.proc is not None and child.proc.poll() is not None:
+                raise UpError(f"{child.name} exited with code {child.proc.returncode} during start-up")
+        try:
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise UpError(f"{url} did not answer in {READY_TIMEOUT_S}s")
+
+
+def run_up(opts: UpOptions) -> int:
+    try:
+        return _run(opts)
+    except (UpError, ServerError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(opts: UpOptions) -> int:
+    data_dir = opts.data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    token, generated = admin_token(data_dir)
+    api_port = choose_port(opts.host, opts.port, DEFAULT_API_PORT, "API")
+    server: NatsServer | None = None
+    if opts.nats_url:
+        nats_url = opts.nats_url
+    else:
+        nats_port = choose_port(opts.host, opts.nats_port, DEFAULT_NATS_PORT, "NATS")
+        server = NatsServer(data_dir / "nats", opts.host, nats_port, log_file=data_dir / "nats.log").start()
+        nats_url = server.url
+    children: list[Child] = []
+    stopping = False
+
+    def on_signal(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        asyncio.run(_provision(nats_url))
+        env = {**os.environ, "ADMIN_TOKEN": token, "NATS_URL": nats_url, "PYTHONUNBUFFERED": "1"}
+        cli = [sys.executable, "-m", "services.cli"]
+        db = str(data_dir / "projection.duckdb")
+        children.append(
+            Child("api", [*cli, "api", "--host", opts.host, "--port", str(api_port), "--db", db], env)
+        )
+        children.append(Child("dispatcher", [*cli, "dispatcher"], env))
+        for i in range(1, opts.workers + 1):
+            argv = [*cli, "worker", "--id", f"local-{i}", "--max-concurrency", str(opts.worker_concurrency)]
+            children.append(Child(f"worker local-{i}", argv, env))
+        for child in children:
+            child.start()
+        api_url = f"http://{opts.host}:{api_port}"
+        _wait_http(f"{api_url}/health", time.monotonic() + READY_TIMEOUT_S, children)
+        _banner(api_url, nats_url, token, generated, data_dir, opts)
+        while not stopping:
+            time.sleep(0.2)
+            _supervise(children)
+        return 0
+    finally:
+        _stop_all(children)
+        if server is not None:
+            server.stop()
+        print("jobstream stopped", file=sys.stderr)
+
+
+def _supervise(children: list[Child]) -> None:
+    """Restart a crashed service, but not in a tight loop."""
+    now = time.monotonic()
+    for child in children:
+        if child.alive():
+            continue
+        recent = [t for t in (child.restarts or []) if now - t < RESTART_WINDOW_S]
+        if len(recent) >= MAX_RESTARTS:
+            raise UpError(f"{child.name} keeps crashing ({MAX_RESTARTS} restarts in {RESTART_WINDOW_S}s)")
+        code = child.proc.returncode if child.proc else None
+        print(f"{child.name} exited with code {code}; restarting", file=sys.stderr)
+        child.restarts = [*recent, now]
+        child.start()
+
+
+def _stop_all(children: list[Child]) -> None:
+    # Workers first, so they can hand their jobs back while the dispatcher still runs.
+    workers = [c for c in children if c.name.startswith("worker")]
+    others = [c for c in children if not c.name.startswith("worker")]
+    for group in (workers, others):
+        for child in group:
+            child.terminate()
+        for child in group:
+            child.wait(STOP_TIMEOUT_S)
+
+
+def _banner(
+    api_url: str, nats_url: str, token: str, generated: bool, data_dir: Path, opts: UpOptions
+) -> None:
+    kept = data_dir / "admin_token"
+    source = f"generated, kept in {kept}" if generated else "from ADMIN_TOKEN or the data dir"
+    lines = [
+        "",
+        "jobstream is up",
+        f"  API        {api_url}/api/v1   (docs: {api_url}/docs)",
+        f"  NATS       {nats_url}",
+        f"  data dir   {data_dir}",
+        f"  admin token {token}   ({source})",
+        f"  workers    {opts.workers} local (concurrency {opts.worker_concurrency})",
+        "",
+        "Join another worker to this system:",
+        f"  NATS_URL={nats_url} jobstream worker --id my-worker --tags gpu",
+        "Use the CLI:",
+        f"  export JOBSTREAM_URL={api_url} JOBSTREAM_TOKEN={token}",
+        "  jobstream submit --name hello --shell 'echo hello' --wait",
+        "",
+        "Ctrl-C stops everything.",
+    ]
+    print("\n".join(lines), flush=True)

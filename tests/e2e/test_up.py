@@ -1,0 +1,126 @@
+"""`jobstream up`: one command starts everything; ports; restart on the same data dir keeps all."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from services.runtime.ports import free_port
+
+pytestmark = pytest.mark.slow
+
+BANNER_TIMEOUT_S = 60.0
+
+
+class Up:
+    def __init__(self, data_dir: Path, *args: str) -> None:
+        env = {k: v for k, v in os.environ.items() if k != "ADMIN_TOKEN"}
+        self.log = data_dir.parent / f"up-{time.monotonic_ns()}.log"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "services.cli", "up", "--data-dir", str(data_dir), *args],
+            stdout=open(self.log, "wb"),  # noqa: SIM115
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+        self.api_url = self.nats_url = self.token = ""
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_banner(self) -> Up:
+        deadline = time.monotonic() + BANNER_TIMEOUT_S
+        while time.monotonic() < deadline:
+            out = self.output()
+            if "jobstream is up" in out and "Ctrl-C" in out:
+                self.api_url = re.search(r"API\s+(http://\S+)/api/v1", out).group(1)  # type: ignore[union-attr]
+                self.nats_url = re.search(r"NATS\s+(nats://\S+)", out).group(1)  # type: ignore[union-attr]
+                self.token = re.search(r"admin token (\S+)", out).group(1)  # type: ignore[union-attr]
+                return self
+            if self.proc.poll() is not None:
+                raise AssertionError(f"up exited {self.proc.returncode}:\n{out}")
+            time.sleep(0.2)
+        raise AssertionError(f"no banner:\n{self.output()}")
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(
+            base_url=f"{self.api_url}/api/v1", headers={"Authorization": f"Bearer {self.token}"}, timeout=30
+        )
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGINT)
+        return self.proc.wait(60)
+
+
+def _wait_done(c: httpx.Client, job_id: str) -> dict[str, object]:
+    for _ in range(300):
+        job = c.get(f"/jobs/{job_id}").json()
+        if job["status"] in ("succeeded", "failed", "timed_out", "cancelled"):
+            return job  # type: ignore[no-any-return]
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} did not finish")
+
+
+def test_up_runs_jobs_and_a_restart_keeps_everything(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    args = ("--port", str(free_port()), "--nats-port", str(free_port()), "--workers", "1")
+    up = Up(data, *args).wait_banner()
+    try:
+        assert (data / "admin_token").read_text().strip() == up.token
+        assert f"NATS_URL={up.nats_url} jobstream worker" in up.output()
+        with up.client() as c:
+            job = c.post(
+                "/jobs", json={"name": "hi", "executor": {"type": "shell", "script": "echo hi"}}
+            ).json()
+            assert _wait_done(c, job["id"])["status"] == "succeeded"
+            events_before = c.get(f"/jobs/{job['id']}/events").json()
+    finally:
+        assert up.stop() == 0
+    assert "jobstream stopped" in up.output()
+
+    again = Up(data, *args).wait_banner()
+    try:
+        assert again.token == up.token
+        with again.client() as c:
+            kept = c.get(f"/jobs/{job['id']}").json()
+            assert kept["status"] == "succeeded"
+            assert c.get(f"/jobs/{job['id']}/events").json() == events_before
+            assert [line["line"] for line in c.get(f"/jobs/{job['id']}/logs").json()] == ["hi"]
+            second = c.post("/jobs", json={"name": "again", "executor": {"type": "shell", "script": "true"}})
+            assert _wait_done(c, second.json()["id"])["status"] == "succeeded"
+    finally:
+        assert again.stop() == 0
+
+
+def test_explicit_port_that_is_taken_is_an_error(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        up = Up(tmp_path / "data", "--port", str(port))
+        assert up.proc.wait(30) == 2
+        assert f"API port {port} on 127.0.0.1 is already in use" in up.output()
+
+
+def test_taken_default_port_is_replaced_by_a_free_one(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            busy.bind(("127.0.0.1", 8000))
+            busy.listen()
+        except OSError:
+            pass  # someone else holds 8000: the default is taken either way
+        up = Up(tmp_path / "data", "--nats-port", str(free_port())).wait_banner()
+        try:
+            assert not up.api_url.endswith(":8000")
+            assert httpx.get(f"{up.api_url}/health").status_code == 200
+        finally:
+            assert up.stop() == 0
