@@ -56,6 +56,22 @@ class Append:
     msg_id: str | None = None
 
 
+def stream_seq(msg: Msg) -> int:
+    """The stream sequence of a JetStream delivery, read straight from its ack subject.
+
+    nats-py's `msg.metadata` parses every field into objects; on hot paths that read only
+    the sequence this was a visible share of CPU. Both ack-subject layouts are handled:
+    `$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>...` (9 tokens) and the one with
+    domain and account hash (12 tokens).
+    """
+    tokens = msg.reply.split(".") if msg.reply else []
+    if len(tokens) == 9:
+        return int(tokens[5])
+    if len(tokens) >= 11:
+        return int(tokens[7])
+    return int(msg.metadata.sequence.stream)
+
+
 def job_subject(event: JobEvent) -> str:
     worker = event.worker_id if isinstance(event, Dispatched) else None
     return subjects.job(event.domain, event.job_id, event.type, worker)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from events.store import EventStore
 from events.streams import provision
@@ -22,6 +23,28 @@ from services.runtime.connect import connect, jetstream
 
 API_PREFIX = "/api/v1"
 UI_DIST = Path(__file__).resolve().parents[2] / "ui" / "dist"
+
+
+class CountRequests:
+    """Counts responses by method and status; plain ASGI, because @app.middleware("http")
+    (BaseHTTPMiddleware) adds a task and a memory stream to every request."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def counting_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                collector = getattr(scope["app"].state, "metrics", None)
+                if collector is not None:
+                    collector.requests.labels(scope["method"], str(message["status"])).inc()
+            await send(message)
+
+        await self.app(scope, receive, counting_send)
 
 
 def create_app(settings: ApiSettings) -> FastAPI:
@@ -61,14 +84,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
             allow_headers=["*"],
         )
 
-    @app.middleware("http")
-    async def count(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        response = await call_next(request)
-        collector = getattr(request.app.state, "metrics", None)
-        if collector is not None:
-            collector.requests.labels(request.method, str(response.status_code)).inc()
-        return response
-
+    app.add_middleware(CountRequests)
     app.include_router(health.router)
     for router in (jobs.router, workers.router, events.router):
         app.include_router(router, prefix=API_PREFIX)

@@ -17,7 +17,7 @@ from events import subjects
 from events.base import DomainError, utcnow
 from events.codec import DecodeError, decode_event, decode_heartbeat
 from events.job import decide_dispatch, decide_hold, decide_requeue
-from events.store import Append, Appended, EventStore, job_append
+from events.store import Append, Appended, EventStore, job_append, stream_seq
 from events.streams import EVENTS_STREAM, HEARTBEATS_STREAM, provision
 from events.worker import WORKER_TTL_S, CameOnline, WentOffline, WorkerStatus
 from services.dispatcher.failover import Liveness, silent
@@ -149,7 +149,7 @@ class Dispatcher:
     def _drain_inbox(self) -> None:
         batch, self.inbox = self.inbox, []
         for msg in batch:
-            seq = msg.metadata.sequence.stream
+            seq = stream_seq(msg)
             try:
                 event = decode_event(msg.subject, msg.data)
             except DecodeError as exc:

@@ -1,0 +1,1 @@
+"""Benchmarks anyone can rerun: `./dev bench` (see bench/README.md)."""
