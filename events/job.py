@@ -84,6 +84,12 @@ class JobSpec(msgspec.Struct, frozen=True, omit_defaults=True):
     retry_backoff_s: float = DEFAULT_RETRY_BACKOFF_S
     completion: Completion | None = None
     labels: dict[str, str] = {}
+    # Concurrency limits, counted per domain over dispatched + running jobs (see
+    # services/dispatcher/limits.py). A key without a limit means a limit of 1.
+    concurrency_key: str | None = None
+    concurrency_limit: int | None = None
+    # At most this many jobs with this job's `name` at once (the seeds' max_per_job).
+    name_limit: int | None = None
 
 
 # ---- events -----------------------------------------------------------------------
@@ -97,6 +103,9 @@ class Submitted(JobEvent, frozen=True, kw_only=True, tag="submitted"):
     spec: JobSpec
     idempotency_key: str | None = None
     retry_of: str | None = None
+    # Set when a schedule fired the job: which schedule, and the tick (scheduled time) it is for.
+    schedule_id: str | None = None
+    tick: datetime | None = None
 
 
 class Held(JobEvent, frozen=True, kw_only=True, tag="held"):
@@ -229,6 +238,8 @@ class JobState(msgspec.Struct, frozen=True, omit_defaults=True):
     idempotency_key: str | None = None
     retry_of: str | None = None
     submitted_by: str | None = None
+    schedule_id: str | None = None
+    tick: datetime | None = None
 
     @property
     def terminal(self) -> bool:
@@ -265,6 +276,8 @@ def evolve(state: JobState | None, event: AnyJobEvent) -> JobState | None:
                 idempotency_key=event.idempotency_key,
                 retry_of=event.retry_of,
                 submitted_by=event.actor,
+                schedule_id=event.schedule_id,
+                tick=event.tick,
             )
         return None
     if state.terminal or isinstance(event, Submitted):

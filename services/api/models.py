@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from events.job import Completion, JobSpec, PythonExecutor, ShellExecutor
 
@@ -16,11 +16,13 @@ MAX_TAGS = 32
 MAX_TIMEOUT_S = 7 * 24 * 3600.0
 MAX_RETRIES = 100
 MAX_BACKOFF_S = 3600.0
+MAX_CONCURRENCY_LIMIT = 100_000
 
 TAG_RE = re.compile(r"^[A-Za-z0-9_.:/=-]{1,64}$")
 ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 CALLABLE_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 MODULE_RE = re.compile(r"^[A-Za-z_][\w.]*$")
+CONCURRENCY_KEY_RE = re.compile(r"^[A-Za-z0-9_.:/-]{1,128}$")
 
 
 def _no_nul(value: str, what: str) -> str:
@@ -105,6 +107,33 @@ class JobIn(Strict):
     retry_backoff_s: Annotated[float, Field(ge=0, le=MAX_BACKOFF_S)] = 1.0
     completion: CompletionIn | None = None
     labels: dict[str, str] = Field(default_factory=dict)
+    concurrency_key: str | None = Field(
+        default=None,
+        description="jobs sharing this key in a domain run at most `concurrency_limit` at a time",
+    )
+    concurrency_limit: Annotated[int | None, Field(ge=1, le=MAX_CONCURRENCY_LIMIT)] = Field(
+        default=None, description="max dispatched + running jobs with this concurrency_key [1]"
+    )
+    name_limit: Annotated[int | None, Field(ge=1, le=MAX_CONCURRENCY_LIMIT)] = Field(
+        default=None, description="max dispatched + running jobs with this job's name in the domain"
+    )
+
+    @field_validator("concurrency_key")
+    @classmethod
+    def _concurrency_key(cls, v: str | None) -> str | None:
+        if v is not None and not CONCURRENCY_KEY_RE.match(v):
+            raise ValueError(f"concurrency_key {v[:40]!r} must be 1-128 letters, digits or _.:/-")
+        return v
+
+    @field_validator("concurrency_limit")
+    @classmethod
+    def _limit_needs_key(cls, v: int | None, info: ValidationInfo) -> int | None:
+        # Fields validate in order: the key is in info.data unless it was itself invalid.
+        if v is not None and "concurrency_key" in info.data and info.data["concurrency_key"] is None:
+            raise ValueError(
+                "concurrency_limit needs a concurrency_key: the limit applies to jobs sharing it"
+            )
+        return v
 
     @field_validator("tags")
     @classmethod
@@ -163,6 +192,9 @@ class JobIn(Strict):
             retry_backoff_s=self.retry_backoff_s,
             completion=completion,
             labels=self.labels,
+            concurrency_key=self.concurrency_key,
+            concurrency_limit=self.concurrency_limit,
+            name_limit=self.name_limit,
         )
 
 

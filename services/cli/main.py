@@ -1,4 +1,4 @@
-"""`jobstream`: one command for the processes (up, api, dispatcher, worker) and the API client."""
+"""`jobstream`: one command for the processes (up, api, dispatcher, scheduler, worker) and the API client."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def up(
     workers: int = typer.Option(1, min=0, help="local workers to start"),
     worker_concurrency: int = typer.Option(4, min=1, help="max concurrency of each local worker"),
 ) -> None:
-    """Start the whole system: NATS, API with projector, dispatcher and local workers."""
+    """Start the whole system: NATS, API with projector, dispatcher, scheduler and local workers."""
     from services.cli.up import UpOptions, run_up
 
     raise typer.Exit(
@@ -63,9 +63,25 @@ def api(
 
 
 @app.command()
-def dispatcher(nats_url: str = typer.Option("nats://127.0.0.1:4222", envvar="NATS_URL")) -> None:
+def dispatcher(
+    nats_url: str = typer.Option("nats://127.0.0.1:4222", envvar="NATS_URL"),
+    max_running_per_domain: int = typer.Option(
+        0,
+        min=0,
+        envvar="MAX_RUNNING_PER_DOMAIN",
+        help="at most this many jobs dispatched or running per domain; 0 = unlimited",
+    ),
+) -> None:
     """Run a dispatcher replica (one leader acts at a time)."""
     from services.dispatcher.main import run
+
+    run(nats_url, max_running_per_domain)
+
+
+@app.command()
+def scheduler(nats_url: str = typer.Option("nats://127.0.0.1:4222", envvar="NATS_URL")) -> None:
+    """Run a scheduler replica (one leader fires at a time; the others stand by)."""
+    from services.scheduler.main import run
 
     run(nats_url)
 

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import Counter
 from dataclasses import replace
 from datetime import datetime
 
@@ -16,11 +17,12 @@ from nats.js import JetStreamContext, api
 from events import subjects
 from events.base import DomainError, utcnow
 from events.codec import DecodeError, decode_event, decode_heartbeat
-from events.job import decide_dispatch, decide_hold, decide_requeue
+from events.job import JobSpec, decide_dispatch, decide_hold, decide_requeue
 from events.store import Append, Appended, EventStore, job_append, stream_seq
 from events.streams import EVENTS_STREAM, HEARTBEATS_STREAM, provision
 from events.worker import WORKER_TTL_S, CameOnline, WentOffline, WorkerStatus
 from services.dispatcher.failover import Liveness, silent
+from services.dispatcher.limits import LimitKey, WithPlanned, blocking, counted
 from services.dispatcher.placement import choose, unplaceable
 from services.dispatcher.state import DispatchState, Key
 from services.runtime.connect import connect, jetstream
@@ -34,9 +36,12 @@ FOLLOW_PENDING_LIMIT = 1_000_000
 
 
 class Dispatcher:
-    def __init__(self, nats_url: str, ttl_s: float = WORKER_TTL_S) -> None:
+    def __init__(self, nats_url: str, ttl_s: float = WORKER_TTL_S, max_running_per_domain: int = 0) -> None:
+        if max_running_per_domain < 0:
+            raise ValueError("max_running_per_domain must be 0 (unlimited) or more")
         self.nats_url = nats_url
         self.ttl_s = ttl_s
+        self.max_running_per_domain = max_running_per_domain
         self.state = DispatchState()
         self.inbox: list[Msg] = []
         self.wake = asyncio.Event()
@@ -241,17 +246,18 @@ class Dispatcher:
             st.fleet_changed = False
             st.fresh |= st.held
             st.held.clear()
-        holds: list[Append] = []
+        holds: dict[Key, Append] = {}
         for key in st.fresh:
             entry = st.jobs.get(key)
-            if entry is None:
+            if entry is None or key in st.parked_at:
                 continue
             reason = unplaceable(entry.state.spec, views.get(key[0], []))
             if reason is not None:
                 st.held.add(key)
+                st.forfeit(key)
                 event = decide_hold(entry.state, reason)
                 if event is not None:
-                    holds.append(job_append(event, entry.seq))
+                    holds[key] = job_append(event, entry.seq)
             else:
                 st.enqueue(key, wall)
         st.fresh.clear()
@@ -260,14 +266,24 @@ class Dispatcher:
         free = {d: sum(max(v.free, 0) for v in vs) for d, vs in views.items()}
         by_id = {(d, v.id): v for d, vs in views.items() for v in vs}
         planned: list[Append] = []
-        planned_keys: list[Key] = []
+        planned_jobs: list[tuple[Key, JobSpec]] = []
         skipped: list[Key] = []
+        # Dispatches planned in this round count toward the limits at once.
+        planned_counts: Counter[LimitKey] = Counter()
+        counts = WithPlanned(st.active, planned_counts)
         while sum(free.values()) > 0:
             entry = st.pop_ready()
             if entry is None:
                 break
             domain = entry.state.domain
             key = (domain, entry.state.id)
+            block = blocking(entry.state.spec, domain, counts, self.max_running_per_domain)
+            if block is not None:
+                st.park(key, entry, block.limit)
+                event = decide_hold(entry.state, block.reason)
+                if event is not None:
+                    holds[key] = job_append(event, entry.seq)
+                continue
             if free.get(domain, 0) <= 0:
                 skipped.append(key)
                 continue
@@ -278,16 +294,23 @@ class Dispatcher:
             by_id[(domain, worker.id)] = replace(worker, load=worker.load + 1)
             views[domain] = [by_id[(domain, v.id)] for v in views[domain]]
             free[domain] -= 1
+            planned_counts.update(counted(entry.state.spec, domain))
+            holds.pop(key, None)  # parked and released in this same round: the dispatch says it all
             planned.append(job_append(decide_dispatch(entry.state, worker.id), entry.seq))
-            planned_keys.append(key)
+            planned_jobs.append((key, entry.state.spec))
         for key in skipped:
             st.enqueue(key, wall)
-        results = await self._append(holds + planned)
-        for key, result in zip(planned_keys, results[len(holds) :], strict=True):
+        hold_items = list(holds.values())
+        results = await self._append(hold_items + planned)
+        for (key, spec), result in zip(planned_jobs, results[len(hold_items) :], strict=True):
             if isinstance(result, Appended):
                 self.dispatched += 1
             else:
-                # The job moved under us; look at it again once its new event is folded in.
+                # The job moved under us; look at it again once its new event is folded in. Its
+                # planned count held others back in this round: give those limits a slot back.
+                st.forfeit(key)
+                for limit in counted(spec, key[0]):
+                    st.release(limit)
                 st.fresh.add(key)
                 self.wake.set()
         due = st.next_due()

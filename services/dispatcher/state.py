@@ -1,4 +1,16 @@
-"""The dispatcher's view of the world, folded from the log: live jobs, workers, load, queues."""
+"""The dispatcher's view of the world, folded from the log: live jobs, workers, load, queues.
+
+Concurrency limits (see limits.py) cost O(1) per event: `active` counts dispatched and
+running jobs per limit key, following the same fold as everything else. A pending job
+that a full limit keeps back is parked under that limit (a heap in priority + FIFO
+order) instead of being looked at again on every round; each time a job counting
+toward a limit leaves the active states, the first job parked under that limit goes
+back to the ready queue, holding a "release" of that limit. If the released job is then
+kept back by another limit, its release passes on to the next job parked under the
+limit it came from, so a freed slot is never lost. A released job parked under the
+domain limit keeps its releases instead: every job of the domain waits on that limit,
+so passing them on would only shuffle jobs between queues.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +23,11 @@ from datetime import datetime
 from events.base import Event
 from events.job import ACTIVE, JobEvent, JobState, JobStatus, evolve
 from events.worker import Heartbeat, WorkerEvent, WorkerState, WorkerStatus, evolve_worker
+from services.dispatcher.limits import DOMAIN, LimitKey, counted
 from services.dispatcher.placement import WorkerView
 
 Key = tuple[str, str]  # (domain, id)
+QueueItem = tuple[int, int, str, str]  # (-priority, order, domain, id)
 
 
 @dataclass
@@ -40,9 +54,16 @@ class DispatchState:
     # Pending jobs move: fresh -> (held | ready | delayed) -> dispatched.
     fresh: set[Key] = field(default_factory=set)
     held: set[Key] = field(default_factory=set)
-    ready: list[tuple[int, int, str, str]] = field(default_factory=list)
+    ready: list[QueueItem] = field(default_factory=list)
     queued: set[Key] = field(default_factory=set)
     delayed: list[tuple[datetime, str, str]] = field(default_factory=list)
+    # Concurrency limits: dispatched + running jobs per limit key; jobs parked under the
+    # limit that keeps them back (stale heap entries are skipped: `parked_at` is the truth);
+    # and the limits whose freed slot a released job holds.
+    active: Counter[LimitKey] = field(default_factory=Counter)
+    parked: dict[LimitKey, list[QueueItem]] = field(default_factory=dict)
+    parked_at: dict[Key, LimitKey] = field(default_factory=dict)
+    releases: dict[Key, list[LimitKey]] = field(default_factory=dict)
     # Workers that stopped with jobs still assigned, whose jobs must be taken back.
     orphaned: set[Key] = field(default_factory=set)
     fleet_changed: bool = False
@@ -64,8 +85,23 @@ class DispatchState:
         after = evolve(before, event)  # type: ignore[arg-type]
         if after is None:
             return
-        if before is not None and before.status in ACTIVE and before.worker_id:
+        was_active = before is not None and before.status in ACTIVE
+        if before is not None and was_active and before.worker_id:
             self.load[(event.domain, before.worker_id)] -= 1
+        if after.status is not JobStatus.PENDING:
+            self.parked_at.pop(key, None)
+            releases = self.releases.pop(key, ())
+            if after.terminal and not was_active:
+                # Cancelled while holding a freed slot: hand the slot to the next in line.
+                for limit in releases:
+                    self.release(limit)
+        if was_active and after.status not in ACTIVE:
+            for limit in counted(after.spec, event.domain):
+                self._uncount(limit)
+                self.release(limit)
+        elif not was_active and after.status in ACTIVE:
+            for limit in counted(after.spec, event.domain):
+                self.active[limit] += 1
         if after.terminal:
             self.jobs.pop(key, None)
             self.fresh.discard(key)
@@ -80,6 +116,13 @@ class DispatchState:
             self.load[(event.domain, after.worker_id)] += 1
         if after.status is JobStatus.PENDING and (before is None or before.status is not JobStatus.PENDING):
             self.fresh.add(key)
+
+    def _uncount(self, limit: LimitKey) -> None:
+        left = self.active[limit] - 1
+        if left > 0:
+            self.active[limit] = left
+        else:
+            del self.active[limit]
 
     def _apply_worker(self, seq: int, event: WorkerEvent) -> None:
         key = (event.domain, event.worker_id)
@@ -152,8 +195,12 @@ class DispatchState:
         if not_before is not None and not_before > now:
             heapq.heappush(self.delayed, (not_before, key[0], key[1]))
             return
-        self.queued.add(key)
-        heapq.heappush(self.ready, (-entry.state.spec.priority, entry.order, key[0], key[1]))
+        self._push_ready(key, entry)
+
+    def _push_ready(self, key: Key, entry: JobEntry) -> None:
+        if key not in self.queued:
+            self.queued.add(key)
+            heapq.heappush(self.ready, (-entry.state.spec.priority, entry.order, key[0], key[1]))
 
     def release_due(self, now: datetime) -> None:
         while self.delayed and self.delayed[0][0] <= now:
@@ -172,3 +219,47 @@ class DispatchState:
 
     def next_due(self) -> datetime | None:
         return self.delayed[0][0] if self.delayed else None
+
+    # ---- concurrency limits --------------------------------------------------------
+
+    def park(self, key: Key, entry: JobEntry, limit: LimitKey) -> None:
+        """Keep a pending job aside until a job counting toward `limit` stops being active."""
+        self.parked_at[key] = limit
+        heapq.heappush(
+            self.parked.setdefault(limit, []), (-entry.state.spec.priority, entry.order, key[0], key[1])
+        )
+        releases = [r for r in self.releases.pop(key, ()) if r != limit]  # `limit` is full again
+        if limit[0] == DOMAIN:
+            if releases:
+                self.releases[key] = releases
+            return
+        for other in releases:
+            self.release(other)
+
+    def release(self, limit: LimitKey) -> None:
+        """A slot of `limit` is free: its first parked job goes back to the ready queue."""
+        heap = self.parked.get(limit)
+        if heap is None:
+            return
+        while heap:
+            _, _, domain, job_id = heapq.heappop(heap)
+            key = (domain, job_id)
+            if self.parked_at.get(key) != limit:
+                continue  # stale: released, dispatched or ended since it was parked here
+            del self.parked_at[key]
+            entry = self.jobs.get(key)
+            if entry is None or entry.state.status is not JobStatus.PENDING:
+                continue
+            self.releases.setdefault(key, []).append(limit)
+            self._push_ready(key, entry)
+            break
+        if not heap:
+            del self.parked[limit]
+
+    def forfeit(self, key: Key) -> None:
+        """The job will not use the slots it was released into (held, or its dispatch refused)."""
+        for limit in self.releases.pop(key, ()):
+            self.release(limit)
+
+    def parked_count(self) -> int:
+        return len(self.parked_at)

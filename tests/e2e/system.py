@@ -62,8 +62,8 @@ class System:
             time.sleep(0.1)
         raise RuntimeError("api did not start")
 
-    def start_dispatcher(self, name: str = "dispatcher") -> None:
-        self._spawn(name, "dispatcher")
+    def start_dispatcher(self, name: str = "dispatcher", *args: str) -> None:
+        self._spawn(name, "dispatcher", *args)
 
     def start_worker(self, worker_id: str, *args: str) -> None:
         self._spawn(worker_id, "worker", "--id", worker_id, *args)
