@@ -8,6 +8,7 @@ import msgspec
 
 from events.base import Event
 from events.job import AnyJobEvent
+from events.schedule import AnyScheduleEvent
 from events.subjects import SubjectError, parse_event
 from events.worker import AnyWorkerEvent, Heartbeat, LogLine
 
@@ -15,6 +16,7 @@ _encoder = msgspec.json.Encoder()
 _decoders: dict[str, msgspec.json.Decoder[Any]] = {
     "job": msgspec.json.Decoder(AnyJobEvent),
     "worker": msgspec.json.Decoder(AnyWorkerEvent),
+    "schedule": msgspec.json.Decoder(AnyScheduleEvent),
 }
 _heartbeat = msgspec.json.Decoder(Heartbeat)
 _logline = msgspec.json.Decoder(LogLine)

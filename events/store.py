@@ -18,6 +18,7 @@ from events import subjects
 from events.base import Conflict, Event
 from events.codec import decode_event, encode
 from events.job import AnyJobEvent, Dispatched, JobEvent, JobState, evolve
+from events.schedule import AnyScheduleEvent, ScheduleEvent, ScheduleState, evolve_schedule
 from events.streams import EVENTS_STREAM
 
 WRONG_LAST_SEQUENCE = 10071
@@ -84,6 +85,17 @@ def job_append(event: JobEvent, expected: int, msg_id: str | None = None) -> App
         event=event,
         expected=expected,
         scope=subjects.job_all(event.domain, event.job_id),
+        msg_id=msg_id,
+    )
+
+
+def schedule_append(event: ScheduleEvent, expected: int, msg_id: str | None = None) -> Append:
+    """An append to a schedule, fenced like a job's (0: the schedule must not exist)."""
+    return Append(
+        subject=subjects.schedule(event.domain, event.schedule_id, event.type),
+        event=event,
+        expected=expected,
+        scope=subjects.schedule_all(event.domain, event.schedule_id),
         msg_id=msg_id,
     )
 
@@ -220,6 +232,16 @@ class EventStore:
             assert isinstance(stored.event, JobEvent)
             event: AnyJobEvent = stored.event  # type: ignore[assignment]
             state = evolve(state, event)
+            last = stored.seq
+        return state, last
+
+    async def read_schedule(self, domain: str, schedule_id: str) -> tuple[ScheduleState | None, int]:
+        state: ScheduleState | None = None
+        last = 0
+        for stored in await self.read(subjects.schedule_all(domain, schedule_id)):
+            assert isinstance(stored.event, ScheduleEvent)
+            event: AnyScheduleEvent = stored.event  # type: ignore[assignment]
+            state = evolve_schedule(state, event)
             last = stored.seq
         return state, last
 

@@ -28,6 +28,15 @@ def dispatches_for(domain: str, worker_id: str) -> str:
     return f"{EVENTS_PREFIX}.{domain}.job.*.dispatched.{worker_id}"
 
 
+def schedule(domain: str, schedule_id: str, type_: str) -> str:
+    return f"{EVENTS_PREFIX}.{domain}.schedule.{schedule_id}.{type_}"
+
+
+def schedule_all(domain: str, schedule_id: str) -> str:
+    """Filter covering every event of one schedule: its optimistic-concurrency scope."""
+    return f"{EVENTS_PREFIX}.{domain}.schedule.{schedule_id}.>"
+
+
 def worker(domain: str, worker_id: str, type_: str) -> str:
     return f"{EVENTS_PREFIX}.{domain}.worker.{worker_id}.{type_}"
 

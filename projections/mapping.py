@@ -9,6 +9,7 @@ from msgspec import structs
 
 from events.base import Event
 from events.job import JobState
+from events.schedule import AnyScheduleEvent, Fired, Missed, Queued, ScheduleState, Skipped, planned_at
 from events.subjects import EventSubject
 from events.worker import Heartbeat, WorkerState
 
@@ -124,6 +125,58 @@ def event_row(seq: int, subject: EventSubject, event: Event, data: bytes) -> dic
         "actor": event.actor,
         "data": data.decode(),
     }
+
+
+def schedule_row(state: ScheduleState, seq: int) -> dict[str, Any]:
+    spec = state.spec
+    tick = None if state.paused or state.deleted else state.next_tick()
+    return {
+        "domain": state.domain,
+        "id": state.id,
+        "name": spec.name,
+        "status": state.status,
+        "cron": spec.cron,
+        "interval_s": spec.interval_s,
+        "timezone": spec.timezone,
+        "overlap_policy": spec.overlap_policy.value,
+        "catchup_policy": spec.catchup_policy.value,
+        "labels": [f"{k}={v}" for k, v in sorted(spec.labels.items())],
+        "next_fire_at": planned_at(state, tick) if tick else None,
+        "last_tick": state.last_tick,
+        "last_fired_at": state.last_fired_at,
+        "last_job_id": state.last_job_id,
+        "fired": state.fired,
+        "skipped": state.skipped,
+        "missed": state.missed,
+        "waiting": len(state.waiting),
+        "created_at": state.created_at,
+        "updated_at": state.updated_at,
+        "last_seq": seq,
+        "state": to_json(state),
+    }
+
+
+def schedule_run_row(seq: int, event: AnyScheduleEvent) -> dict[str, Any] | None:
+    """A tick's record as a history row; None for events that are not about a tick."""
+    row: dict[str, Any] = {
+        "seq": seq, "domain": event.domain, "schedule_id": event.schedule_id, "outcome": event.type,
+        "recorded_at": event.at, "planned_at": None, "lateness_s": None, "job_id": None,
+        "reason": None, "count": 1,
+    }  # fmt: skip
+    match event:
+        case Fired(tick=tick, job_id=job_id, reason=reason, planned_at=planned):
+            row.update(tick=tick, job_id=job_id, reason=reason, planned_at=planned)
+            if reason in ("tick", "catchup", "queued"):
+                row["lateness_s"] = (event.at - (planned or tick)).total_seconds()
+        case Skipped(tick=tick, reason=reason):
+            row.update(tick=tick, reason=reason)
+        case Queued(tick=tick, reason=reason, not_before=not_before):
+            row.update(tick=tick, reason=reason, planned_at=not_before)
+        case Missed(first=first, last=last, count=count):
+            row.update(tick=first, reason=f"missed {count} ticks up to {last.isoformat()}", count=count)
+        case _:
+            return None
+    return row
 
 
 def liveness_row(beat: Heartbeat) -> dict[str, Any]:

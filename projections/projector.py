@@ -25,6 +25,7 @@ from nats.js import JetStreamContext, api
 
 from events.codec import DecodeError, decode_event, decode_heartbeat
 from events.job import AnyJobEvent, JobEvent, JobState, Submitted, evolve
+from events.schedule import AnyScheduleEvent, ScheduleEvent, ScheduleState, evolve_schedule
 from events.streams import EVENTS_STREAM, HEARTBEATS_STREAM
 from events.subjects import HEARTBEATS_PREFIX, parse_event
 from events.worker import AnyWorkerEvent, Heartbeat, WorkerEvent, WorkerState, evolve_worker
@@ -46,6 +47,8 @@ class Batch:
     last_seq: int
     jobs: dict[Key, tuple[JobState, int]] = field(default_factory=dict)
     workers: dict[Key, tuple[WorkerState, int]] = field(default_factory=dict)
+    schedules: dict[Key, tuple[ScheduleState, int]] = field(default_factory=dict)
+    runs: list[dict[str, Any]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
     undecodable: int = 0
 
@@ -67,6 +70,20 @@ def _load_jobs(con: duckdb.DuckDBPyConnection, keys: set[Key]) -> dict[Key, JobS
 def _load_workers(con: duckdb.DuckDBPyConnection) -> dict[Key, WorkerState]:
     rows = con.execute("SELECT domain, id, state FROM workers").fetchall()
     return {(d, i): msgspec.json.decode(s, type=WorkerState) for d, i, s in rows}
+
+
+def _load_schedules(con: duckdb.DuckDBPyConnection) -> dict[Key, ScheduleState]:
+    rows = con.execute("SELECT domain, id, state FROM schedules").fetchall()
+    return {(d, i): msgspec.json.decode(s, type=ScheduleState) for d, i, s in rows}
+
+
+def _insert(con: duckdb.DuckDBPyConnection, table: str, rows: list[dict[str, Any]]) -> None:
+    data = pa.Table.from_pylist(rows, schema=schema.ALL_TABLES[table])
+    con.register("batch_rows", data)
+    try:
+        con.execute(f"INSERT INTO {table} SELECT * FROM batch_rows")
+    finally:
+        con.unregister("batch_rows")
 
 
 def _replace(con: duckdb.DuckDBPyConnection, table: str, keys: str, rows: list[dict[str, Any]]) -> None:
@@ -92,6 +109,7 @@ class Projector:
         self._js: JetStreamContext | None = None
         self._jobs: dict[Key, JobState] = {}
         self._workers: dict[Key, WorkerState] = {}
+        self._schedules: dict[Key, ScheduleState] = {}
         self._inbox: list[Msg] = []
         self._beats: dict[Key, Heartbeat] = {}
         self._wake = asyncio.Event()
@@ -123,6 +141,7 @@ class Projector:
             await asyncio.to_thread(schema.reset, self.con)
             self.applied_seq = 0
             self._workers = {}
+            self._schedules = {}
         if self.applied_seq:
             config = api.ConsumerConfig(
                 deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=self.applied_seq + 1
@@ -153,6 +172,7 @@ class Projector:
             schema.reset(con)
         self.applied_seq = schema.checkpoint(con)
         self._workers = _load_workers(con)
+        self._schedules = _load_schedules(con)
         return con
 
     async def stop(self) -> None:
@@ -250,7 +270,9 @@ class Projector:
         started = time.perf_counter()
         fresh = [r for r in raw if r[0] > self.applied_seq]
         con = self.con
-        batch = fold_batch(fresh, self._jobs, self._workers, lambda keys: _load_jobs(con, keys))
+        batch = fold_batch(
+            fresh, self._jobs, self._workers, lambda keys: _load_jobs(con, keys), self._schedules
+        )
         write_batch(con, batch, [mapping.liveness_row(b) for b in beats])
         for key, (state, _) in batch.jobs.items():
             if state.terminal:
@@ -259,6 +281,8 @@ class Projector:
                 self._jobs[key] = state
         for key, (wstate, _) in batch.workers.items():
             self._workers[key] = wstate
+        for key, (sstate, _) in batch.schedules.items():
+            self._schedules[key] = sstate
         self.undecodable += batch.undecodable
         if fresh:
             self.applied_seq = batch.last_seq
@@ -271,6 +295,7 @@ def fold_batch(
     jobs: dict[Key, JobState],
     workers: dict[Key, WorkerState],
     load_jobs: Any,
+    schedules: dict[Key, ScheduleState] | None = None,
 ) -> Batch:
     """Decode and fold a run of events into the rows they change; undecodable ones are skipped."""
     batch = Batch(last_seq=raw[-1][0] if raw else 0)
@@ -308,6 +333,16 @@ def fold_batch(
             wafter = evolve_worker(wbefore, worker_event)
             if wafter is not None:
                 batch.workers[wkey] = (wafter, seq)
+        elif isinstance(event, ScheduleEvent):
+            skey = (event.domain, event.schedule_id)
+            sbefore = batch.schedules[skey][0] if skey in batch.schedules else (schedules or {}).get(skey)
+            schedule_event: AnyScheduleEvent = event  # type: ignore[assignment]
+            safter = evolve_schedule(sbefore, schedule_event)
+            if safter is not None:
+                batch.schedules[skey] = (safter, seq)
+                run = mapping.schedule_run_row(seq, schedule_event)
+                if run is not None:
+                    batch.runs.append(run)
     return batch
 
 
@@ -328,23 +363,18 @@ def write_batch(con: duckdb.DuckDBPyConnection, batch: Batch, liveness: list[dic
             finally:
                 con.unregister("batch_keys")
             if attempts:
-                data = pa.Table.from_pylist(attempts, schema=schema.ATTEMPTS)
-                con.register("batch_rows", data)
-                try:
-                    con.execute("INSERT INTO attempts SELECT * FROM batch_rows")
-                finally:
-                    con.unregister("batch_rows")
+                _insert(con, "attempts", attempts)
         if batch.workers:
             _replace(
                 con, "workers", "domain, id", [mapping.worker_row(s, q) for s, q in batch.workers.values()]
             )
+        if batch.schedules:
+            rows = [mapping.schedule_row(s, q) for s, q in batch.schedules.values()]
+            _replace(con, "schedules", "domain, id", rows)
+        if batch.runs:
+            _insert(con, "schedule_runs", batch.runs)
         if batch.events:
-            data = pa.Table.from_pylist(batch.events, schema=schema.EVENTS)
-            con.register("batch_rows", data)
-            try:
-                con.execute("INSERT INTO events SELECT * FROM batch_rows")
-            finally:
-                con.unregister("batch_rows")
+            _insert(con, "events", batch.events)
         if liveness:
             _replace(con, "worker_liveness", "domain, id", liveness)
         if batch.last_seq:

@@ -85,6 +85,50 @@ EVENTS = pa.schema(
     ]
 )
 
+SCHEDULES = pa.schema(
+    [
+        ("domain", pa.string()),
+        ("id", pa.string()),
+        ("name", pa.string()),
+        ("status", pa.string()),
+        ("cron", pa.string()),
+        ("interval_s", pa.float64()),
+        ("timezone", pa.string()),
+        ("overlap_policy", pa.string()),
+        ("catchup_policy", pa.string()),
+        ("labels", pa.list_(pa.string())),
+        ("next_fire_at", TS),
+        ("last_tick", TS),
+        ("last_fired_at", TS),
+        ("last_job_id", pa.string()),
+        ("fired", pa.int64()),
+        ("skipped", pa.int64()),
+        ("missed", pa.int64()),
+        ("waiting", pa.int64()),
+        ("created_at", TS),
+        ("updated_at", TS),
+        ("last_seq", pa.int64()),
+        ("state", pa.string()),
+    ]
+)
+
+# One row per record a schedule gets for a tick: fired, skipped, queued or missed.
+SCHEDULE_RUNS = pa.schema(
+    [
+        ("seq", pa.int64()),
+        ("domain", pa.string()),
+        ("schedule_id", pa.string()),
+        ("outcome", pa.string()),
+        ("tick", TS),
+        ("planned_at", TS),
+        ("recorded_at", TS),
+        ("lateness_s", pa.float64()),
+        ("job_id", pa.string()),
+        ("reason", pa.string()),
+        ("count", pa.int64()),
+    ]
+)
+
 LIVENESS = pa.schema(
     [
         ("domain", pa.string()),
@@ -98,6 +142,7 @@ LIVENESS = pa.schema(
 _DUCK = {
     pa.string(): "VARCHAR",
     pa.int64(): "BIGINT",
+    pa.float64(): "DOUBLE",
     pa.bool_(): "BOOLEAN",
     TS: "TIMESTAMPTZ",
     pa.list_(pa.string()): "VARCHAR[]",
@@ -109,10 +154,16 @@ LOG_TABLES: dict[str, tuple[pa.Schema, str]] = {
     "attempts": (ATTEMPTS, "domain, job_id, n"),
     "workers": (WORKERS, "domain, id"),
     "events": (EVENTS, "seq"),
+    "schedules": (SCHEDULES, "domain, id"),
+    "schedule_runs": (SCHEDULE_RUNS, "seq"),
 }
 ALL_TABLES: dict[str, pa.Schema] = {name: s for name, (s, _) in LOG_TABLES.items()} | {
     "worker_liveness": LIVENESS
 }
+
+
+# Bumped whenever a table is added or changed, so an older file is rebuilt from the log.
+SCHEMA_VERSION = 2
 
 
 def _ddl(name: str, schema: pa.Schema) -> str:
@@ -127,6 +178,12 @@ def ensure(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(_ddl(name, schema))
     con.execute("CREATE TABLE IF NOT EXISTS checkpoint (name VARCHAR PRIMARY KEY, seq BIGINT NOT NULL)")
     con.execute("INSERT OR IGNORE INTO checkpoint VALUES ('events', 0)")
+    version = con.execute("SELECT seq FROM checkpoint WHERE name = 'schema'").fetchone()
+    if version is None and checkpoint(con) == 0:
+        con.execute("INSERT INTO checkpoint VALUES ('schema', ?)", [SCHEMA_VERSION])
+    elif version is None or version[0] != SCHEMA_VERSION:
+        found = version[0] if version else 1
+        raise SchemaMismatch(f"read model has schema version {found}, expected {SCHEMA_VERSION}")
     for name, schema in ALL_TABLES.items():
         have = [row[0] for row in con.execute(f"DESCRIBE {name}").fetchall()]
         if have != schema.names:

@@ -17,7 +17,7 @@ from projections.projector import Projector
 from services.api import errors
 from services.api.limits import BodyLimit
 from services.api.metrics import ProjectionCollector
-from services.api.routes import events, health, jobs, workers
+from services.api.routes import events, health, jobs, schedules, workers
 from services.api.settings import ApiSettings
 from services.runtime.connect import connect, jetstream
 
@@ -86,7 +86,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
 
     app.add_middleware(CountRequests)
     app.include_router(health.router)
-    for router in (jobs.router, workers.router, events.router):
+    for router in (jobs.router, schedules.router, workers.router, events.router):
         app.include_router(router, prefix=API_PREFIX)
     if UI_DIST.is_dir():
         app.mount("/", StaticFiles(directory=UI_DIST, html=True), name="ui")

@@ -9,8 +9,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from events.base import Conflict, DomainError, NotFound
+from events.firetimes import ScheduleError
 
-STATUS = {NotFound: 404, Conflict: 409}
+STATUS: dict[type[DomainError], int] = {NotFound: 404, Conflict: 409, ScheduleError: 422}
 
 
 def _field(loc: tuple[Any, ...]) -> str:

@@ -7,13 +7,14 @@ from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
-from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from projections import queries
+from projections import queries, schedule_queries
 from projections.projector import Projector
 
 DISPATCH_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+LATENESS_BUCKETS_S = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
 class ProjectionCollector(Collector):
@@ -35,6 +36,9 @@ class ProjectionCollector(Collector):
                 return {
                     "status": queries.status_counts(cur),
                     "latency": queries.dispatch_latency_buckets(cur, DISPATCH_BUCKETS_S),
+                    "ticks": schedule_queries.tick_counts(cur),
+                    "due": schedule_queries.due_count(cur),
+                    "lateness": schedule_queries.lateness_buckets(cur, list(LATENESS_BUCKETS_S)),
                 }
             finally:
                 cur.close()
@@ -51,14 +55,27 @@ class ProjectionCollector(Collector):
         for (domain, status), count in sorted(snap["status"].items()):
             jobs.add_metric([domain, status], count)
         yield jobs
-        counts, total_sum, total = snap["latency"]
-        hist = HistogramMetricFamily(
-            "jobstream_dispatch_latency_seconds", "Time from submission to dispatch, per attempt"
+        yield _histogram(
+            "jobstream_dispatch_latency_seconds", "Time from submission to dispatch, per attempt",
+            DISPATCH_BUCKETS_S, snap["latency"],
+        )  # fmt: skip
+        ticks = CounterMetricFamily(
+            "jobstream_schedule_ticks", "Schedule ticks by outcome (fired, skipped, queued, missed)",
+            labels=["domain", "outcome"],
+        )  # fmt: skip
+        for (domain, outcome), count in sorted(snap["ticks"].items()):
+            ticks.add_metric([domain, outcome], count)
+        yield ticks
+        due = GaugeMetricFamily(
+            "jobstream_schedules_due", "Active schedules whose next fire time has passed", labels=["domain"]
         )
-        buckets = [(str(b), c) for b, c in zip(DISPATCH_BUCKETS_S, counts, strict=True)]
-        buckets.append(("+Inf", total))
-        hist.add_metric([], buckets, total_sum)
-        yield hist
+        for domain, count in sorted(snap["due"].items()):
+            due.add_metric([domain], count)
+        yield due
+        yield _histogram(
+            "jobstream_schedule_fire_lateness_seconds", "Time from a tick's planned fire time to its job",
+            LATENESS_BUCKETS_S, snap["lateness"],
+        )  # fmt: skip
         yield GaugeMetricFamily(
             "jobstream_projection_lag_events", "Events not yet in the read model", snap["lag"]
         )
@@ -67,3 +84,14 @@ class ProjectionCollector(Collector):
             "Events skipped as undecodable",
             self.projector.undecodable,
         )
+
+
+def _histogram(
+    name: str, doc: str, bounds: tuple[float, ...], data: tuple[list[int], float, int]
+) -> HistogramMetricFamily:
+    counts, total_sum, total = data
+    hist = HistogramMetricFamily(name, doc)
+    buckets = [(str(b), c) for b, c in zip(bounds, counts, strict=True)]
+    buckets.append(("+Inf", total))
+    hist.add_metric([], buckets, total_sum)
+    return hist

@@ -127,6 +127,9 @@ def register(app: typer.Typer) -> None:
     app.command()(logs)
     app.add_typer(jobs_app, name="jobs")
     app.add_typer(workers_app, name="workers")
+    from services.cli.schedule_commands import schedules_app
+
+    app.add_typer(schedules_app, name="schedules")
 
 
 def submit(

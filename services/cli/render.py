@@ -148,3 +148,67 @@ def workers_table(workers: list[dict[str, Any]]) -> Table:
             when(w.get("last_heartbeat_at")),
         )
     return table
+
+
+def _trigger(spec: dict[str, Any]) -> str:
+    if spec.get("cron"):
+        return f"cron {spec['cron']} ({spec.get('timezone', 'UTC')})"
+    return f"every {spec.get('interval_s')}s"
+
+
+def schedules_table(schedules: list[dict[str, Any]]) -> Table:
+    table = Table(box=None, header_style="bold")
+    for col in ("ID", "NAME", "STATUS", "TRIGGER", "OVERLAP", "NEXT FIRE", "LAST FIRED", "FIRED", "SKIPPED"):
+        table.add_column(col)
+    for s in schedules:
+        spec = s["spec"]
+        table.add_row(
+            s["id"], spec["name"], status(s["status"]), _trigger(spec), spec.get("overlap_policy", ""),
+            when(s.get("next_fire_at")), when(s.get("last_fired_at")), str(s.get("fired", 0)),
+            str(s.get("skipped", 0) + s.get("missed", 0)),
+        )  # fmt: skip
+    return table
+
+
+def schedule_detail(s: dict[str, Any]) -> Table:
+    table = Table(box=None, show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    spec = s["spec"]
+    rows = [
+        ("id", s["id"]), ("name", spec["name"]), ("status", status(s["status"])),
+        ("trigger", _trigger(spec)), ("job", spec["job"]["name"]),
+        ("overlap", spec.get("overlap_policy", "")), ("catch-up", spec.get("catchup_policy", "")),
+        ("jitter", f"{spec.get('jitter_s', 0)}s"), ("next fire", when(s.get("next_fire_at"))),
+        ("last fired", when(s.get("last_fired_at"))), ("last job", s.get("last_job_id") or ""),
+        ("fired / skipped / missed", f"{s.get('fired', 0)} / {s.get('skipped', 0)} / {s.get('missed', 0)}"),
+        ("waiting", str(len(s.get("waiting") or []))),
+    ]  # fmt: skip
+    if s.get("pause_note"):
+        rows.append(("pause note", s["pause_note"]))
+    for key, value in rows:
+        table.add_row(key, str(value))
+    return table
+
+
+def runs_table(runs: list[dict[str, Any]]) -> Table:
+    table = Table(box=None, header_style="bold")
+    for col in ("TICK", "OUTCOME", "FIRED", "LATENESS", "JOB", "JOB STATUS", "REASON"):
+        table.add_column(col)
+    for r in runs:
+        late = r.get("lateness_s")
+        table.add_row(
+            when(r.get("tick")), r["outcome"], when(r.get("fired_at")),
+            f"{late * 1000:.0f} ms" if late is not None else "", r.get("job_id") or "",
+            status(r.get("job_status")), r.get("reason") or "",
+        )  # fmt: skip
+    return table
+
+
+def preview_table(items: list[dict[str, Any]]) -> Table:
+    table = Table(box=None, header_style="bold")
+    for col in ("LOCAL", "UTC", "FIRES AT (WITH JITTER)"):
+        table.add_column(col)
+    for item in items:
+        table.add_row(item["local"], item["tick"], item["fire_at"])
+    return table

@@ -154,6 +154,7 @@ def _run(opts: UpOptions) -> int:
             Child("api", [*cli, "api", "--host", opts.host, "--port", str(api_port), "--db", db], env)
         )
         children.append(Child("dispatcher", [*cli, "dispatcher"], env))
+        children.append(Child("scheduler", [*cli, "scheduler"], env))
         for i in range(1, opts.workers + 1):
             argv = [*cli, "worker", "--id", f"local-{i}", "--max-concurrency", str(opts.worker_concurrency)]
             children.append(Child(f"worker local-{i}", argv, env))

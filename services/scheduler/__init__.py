@@ -1,0 +1,1 @@
+"""The scheduler: fires cron and interval schedules, exactly once per tick, as ordinary jobs."""

@@ -1,0 +1,207 @@
+"""The scheduler process: follow the log; while holding the lease, plan due schedules and append the plans.
+
+A tick's job is submitted before its `fired` record: if the scheduler dies between the
+two, the next leader plans the same tick again, the store refuses the second job (its
+id is derived from the tick), and the record is written then. If two schedulers both
+act, the schedule's own sequence check lets only one record land.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import timedelta
+
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js import api
+
+from events.base import DomainError, utcnow
+from events.codec import DecodeError, decode_event
+from events.job import Submitted, decide_cancel
+from events.schedule import Fire, Plan, ScheduleEvent, plan_due, tick_msg_id
+from events.store import Appended, EventStore, WrongExpectedSequence, job_append, schedule_append, stream_seq
+from events.streams import EVENTS_STREAM, provision
+from services.runtime.connect import connect, jetstream
+from services.runtime.lease import RENEW_INTERVAL_S, Lease
+from services.scheduler.state import Key, SchedulerState
+
+log = logging.getLogger(__name__)
+
+LEASE_KEY = "scheduler"
+IDLE_WAIT_S = 1.0
+PARALLEL_SCHEDULES = 512
+FOLLOW_PENDING_LIMIT = 2_000_000
+ACTOR = "scheduler"
+
+
+class Scheduler:
+    def __init__(self, nats_url: str) -> None:
+        self.nats_url = nats_url
+        self.state = SchedulerState()
+        self.inbox: list[Msg] = []
+        self.wake = asyncio.Event()
+        self.caught_up = False
+        self.catch_up_to = 0
+        self.undecodable = 0
+        self.fired = 0
+        self.skipped = 0
+        self.missed = 0
+        self.lease: Lease | None = None
+        self._store: EventStore | None = None
+
+    @property
+    def store(self) -> EventStore:
+        assert self._store is not None
+        return self._store
+
+    @property
+    def leading(self) -> bool:
+        return self.lease is not None and self.lease.held
+
+    async def run(self, stop: asyncio.Event, nc: NATS | None = None) -> None:
+        own = nc is None
+        nc = nc or await connect(self.nats_url, "scheduler")
+        js = jetstream(nc)
+        self._store = EventStore(nc, js)
+        await provision(js)
+        self.lease = Lease(js, LEASE_KEY)
+        self.catch_up_to = (await js.stream_info(EVENTS_STREAM)).state.last_seq
+        self.caught_up = self.catch_up_to == 0
+        follow = await js.subscribe(
+            "ev.>", stream=EVENTS_STREAM, cb=self._on_event, ordered_consumer=True,
+            deliver_policy=api.DeliverPolicy.ALL, pending_msgs_limit=FOLLOW_PENDING_LIMIT,
+            pending_bytes_limit=-1,
+        )  # fmt: skip
+        leasing = asyncio.create_task(self._lease_loop(stop))
+        try:
+            await self._loop(stop)
+        finally:
+            leasing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await leasing
+            await self.lease.release()
+            await follow.unsubscribe()
+            if own:
+                await nc.close()
+
+    async def _lease_loop(self, stop: asyncio.Event) -> None:
+        assert self.lease is not None
+        while not stop.is_set():
+            was = self.lease.held
+            held = await self.lease.tick()
+            if held and not was:
+                log.info("scheduler is leader")
+                self.state.dirty |= set(self.state.schedules)
+                self.wake.set()
+            await asyncio.sleep(RENEW_INTERVAL_S)
+
+    async def _on_event(self, msg: Msg) -> None:
+        self.inbox.append(msg)
+        self.wake.set()
+
+    def _drain_inbox(self) -> None:
+        batch, self.inbox = self.inbox, []
+        for msg in batch:
+            seq = stream_seq(msg)
+            try:
+                event = decode_event(msg.subject, msg.data)
+            except DecodeError as exc:
+                self.undecodable += 1
+                log.error("skipping undecodable event seq %d on %s: %s", seq, msg.subject, exc)
+            else:
+                self.state.apply(seq, event)
+            if not self.caught_up and (seq >= self.catch_up_to or msg.metadata.num_pending == 0):
+                self.caught_up = True
+                log.info("scheduler caught up at seq %d", seq)
+
+    async def _loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            wait = IDLE_WAIT_S
+            nxt = self.state.next_timer()
+            if nxt is not None and self.leading:
+                wait = max(0.0, min(wait, (nxt - utcnow()).total_seconds()))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await self.wake.wait()
+            self.wake.clear()
+            self._drain_inbox()
+            if self.caught_up and self.leading:
+                try:
+                    await self.tick()
+                except Exception:
+                    log.exception("scheduler pass failed; retrying")
+                    await asyncio.sleep(IDLE_WAIT_S)
+
+    async def tick(self) -> None:
+        now = utcnow()
+        keys = self.state.due(now)
+        if not keys:
+            return
+        gate = asyncio.Semaphore(PARALLEL_SCHEDULES)
+
+        async def one(key: Key) -> None:
+            async with gate:
+                await self._pass(key)
+
+        await asyncio.gather(*(one(k) for k in keys))
+
+    async def _pass(self, key: Key) -> None:
+        known = self.state.schedules.get(key)
+        if known is None:
+            return
+        state, seq = known
+        plan = plan_due(state, self.state.runs_of(key), utcnow(), ACTOR)
+        try:
+            await self._carry_out(key, plan, seq)
+        except WrongExpectedSequence:
+            # Someone else recorded on this schedule: look again once their event is folded in.
+            self.state.dirty.add(key)
+            self.wake.set()
+            return
+        except Exception:
+            log.exception("schedule %s/%s: pass failed; retrying in a second", *key)
+            self.state.wake_at(key, utcnow() + timedelta(seconds=1))
+            return
+        self.state.wake_at(key, plan.wake_at)
+
+    async def _carry_out(self, key: Key, plan: Plan, seq: int) -> None:
+        state = self.state.schedules[key][0]
+        for job_id in plan.cancel:
+            await self._cancel(key[0], job_id, state.id)
+        for step in plan.steps:
+            event: ScheduleEvent
+            if isinstance(step, Fire):
+                submitted = Submitted(
+                    domain=state.domain, actor=ACTOR, job_id=step.job_id, correlation_id=step.job_id,
+                    causation_id=step.event.id, spec=state.spec.job, schedule_id=state.id, tick=step.tick,
+                )  # fmt: skip
+                item = job_append(submitted, 0, tick_msg_id(state.id, step.tick))
+                try:
+                    done = await self.store.append(item)
+                    self.state.apply(done.seq, submitted)
+                except WrongExpectedSequence:
+                    log.info("job for %s tick %s exists already", state.id, step.tick.isoformat())
+                event = step.event
+                self.fired += 1
+            else:
+                event = step
+                if step.type == "skipped":
+                    self.skipped += 1
+                elif step.type == "missed":
+                    self.missed += 1
+            result: Appended = await self.store.append(schedule_append(event, seq))
+            seq = result.seq
+            self.state.apply(seq, event)
+            self.state.dirty.discard(key)
+
+    async def _cancel(self, domain: str, job_id: str, schedule_id: str) -> None:
+        state, last = await self.store.read_job(domain, job_id)
+        if state is None or state.terminal:
+            return
+        try:
+            event = decide_cancel(state, ACTOR, f"schedule {schedule_id}: cancel_other")
+            await self.store.append(job_append(event, last))
+        except (DomainError, WrongExpectedSequence) as exc:
+            log.info("could not cancel %s for schedule %s: %s", job_id, schedule_id, exc)
