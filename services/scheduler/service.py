@@ -21,7 +21,15 @@ from events.base import DomainError, utcnow
 from events.codec import DecodeError, decode_event
 from events.job import Submitted, decide_cancel
 from events.schedule import Fire, Plan, ScheduleEvent, plan_due, tick_msg_id
-from events.store import Appended, EventStore, WrongExpectedSequence, job_append, schedule_append, stream_seq
+from events.store import (
+    Append,
+    Appended,
+    EventStore,
+    WrongExpectedSequence,
+    job_append,
+    schedule_append,
+    stream_seq,
+)
 from events.streams import EVENTS_STREAM, provision
 from services.runtime.connect import connect, jetstream
 from services.runtime.lease import RENEW_INTERVAL_S, Lease
@@ -33,6 +41,10 @@ LEASE_KEY = "scheduler"
 IDLE_WAIT_S = 1.0
 PARALLEL_SCHEDULES = 512
 FOLLOW_PENDING_LIMIT = 2_000_000
+FOLLOW_SUBJECTS = [
+    "ev.*.schedule.>",
+    *(f"ev.*.job.*.{kind}" for kind in ("submitted", "succeeded", "failed", "timed_out", "cancelled")),
+]
 ACTOR = "scheduler"
 
 
@@ -43,7 +55,9 @@ class Scheduler:
         self.inbox: list[Msg] = []
         self.wake = asyncio.Event()
         self.caught_up = False
-        self.catch_up_to = 0
+        # Unknown until the follow consumer says; until then only `num_pending == 0` on a
+        # delivered message ends the catch-up.
+        self.catch_up_to = 2**63
         self.undecodable = 0
         self.fired = 0
         self.skipped = 0
@@ -67,13 +81,19 @@ class Scheduler:
         self._store = EventStore(nc, js)
         await provision(js)
         self.lease = Lease(js, LEASE_KEY)
-        self.catch_up_to = (await js.stream_info(EVENTS_STREAM)).state.last_seq
-        self.caught_up = self.catch_up_to == 0
+        # Only what planning needs: schedule events, and the creation and end of jobs (a
+        # schedule's unfinished runs). Dispatches, starts and the rest never reach us.
+        config = api.ConsumerConfig(deliver_policy=api.DeliverPolicy.ALL, filter_subjects=FOLLOW_SUBJECTS)
         follow = await js.subscribe(
-            "ev.>", stream=EVENTS_STREAM, cb=self._on_event, ordered_consumer=True,
-            deliver_policy=api.DeliverPolicy.ALL, pending_msgs_limit=FOLLOW_PENDING_LIMIT,
-            pending_bytes_limit=-1,
+            "ev.>", stream=EVENTS_STREAM, cb=self._on_event, ordered_consumer=True, config=config,
+            pending_msgs_limit=FOLLOW_PENDING_LIMIT, pending_bytes_limit=-1,
         )  # fmt: skip
+        info = await follow.consumer_info()
+        if info.num_pending == 0:
+            # Everything that matches was delivered already (or nothing matches): caught up
+            # once the last of it is folded in.
+            self.catch_up_to = int(info.delivered.stream_seq or 0) if info.delivered else 0
+            self.caught_up = self.catch_up_to == 0
         leasing = asyncio.create_task(self._lease_loop(stop))
         try:
             await self._loop(stop)
@@ -105,16 +125,20 @@ class Scheduler:
         batch, self.inbox = self.inbox, []
         for msg in batch:
             seq = stream_seq(msg)
-            try:
-                event = decode_event(msg.subject, msg.data)
-            except DecodeError as exc:
-                self.undecodable += 1
-                log.error("skipping undecodable event seq %d on %s: %s", seq, msg.subject, exc)
-            else:
-                self.state.apply(seq, event)
+            if not self.state.seen(msg.subject, seq):  # our own appends come back: skip undecoded
+                self._fold(msg, seq)
             if not self.caught_up and (seq >= self.catch_up_to or msg.metadata.num_pending == 0):
                 self.caught_up = True
                 log.info("scheduler caught up at seq %d", seq)
+
+    def _fold(self, msg: Msg, seq: int) -> None:
+        try:
+            event = decode_event(msg.subject, msg.data)
+        except DecodeError as exc:
+            self.undecodable += 1
+            log.error("skipping undecodable event seq %d on %s: %s", seq, msg.subject, exc)
+        else:
+            self.state.apply(seq, event)
 
     async def _loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -139,13 +163,95 @@ class Scheduler:
         keys = self.state.due(now)
         if not keys:
             return
+        plain: list[tuple[Key, Plan, int]] = []
+        other: list[Key] = []
+        for key in keys:
+            known = self.state.schedules.get(key)
+            if known is None:
+                continue
+            plan = plan_due(known[0], self.state.runs_of(key), now, ACTOR)
+            if not plan.steps:
+                self.state.wake_at(key, plan.wake_at)
+            elif not plan.cancel:
+                plain.append((key, plan, known[1]))
+            else:
+                other.append(key)
+        if plain:
+            await self._pipelined(plain)
         gate = asyncio.Semaphore(PARALLEL_SCHEDULES)
 
         async def one(key: Key) -> None:
             async with gate:
                 await self._pass(key)
 
-        await asyncio.gather(*(one(k) for k in keys))
+        await asyncio.gather(*(one(k) for k in other))
+
+    async def _pipelined(self, batch: list[tuple[Key, Plan, int]]) -> None:
+        """Plans without cancels, pipelined across schedules: every tick's job in one burst,
+        then the records in rounds (a schedule's n-th record is fenced on its (n-1)-th)."""
+        steps = [list(plan.steps) for _, plan, _ in batch]
+        jobs = [
+            (i, k, self._submitted(batch[i][0], step))
+            for i, plan_steps in enumerate(steps)
+            for k, step in enumerate(plan_steps)
+            if isinstance(step, Fire)
+        ]
+        retry: set[int] = set()
+        results = await self.store.append_many([item for _, _, (item, _) in jobs])
+        for (i, k, (_, submitted)), result in zip(jobs, results, strict=True):
+            if isinstance(result, Appended):
+                self.state.apply(result.seq, submitted)
+            elif not isinstance(result, WrongExpectedSequence):  # that one: the job exists already
+                # Record nothing from this tick on: the next pass decides it again.
+                del steps[i][k:]
+                retry.add(i)
+                log.error("schedule %s/%s: could not submit its job: %s", *batch[i][0], result)
+        seqs = [seq for _, _, seq in batch]
+        active = [i for i in range(len(batch)) if steps[i]]
+        n = 0
+        while active:
+            events = [_record(steps[i][n]) for i in active]
+            items = [schedule_append(event, seqs[i]) for i, event in zip(active, events, strict=True)]
+            results = await self.store.append_many(items)
+            going = []
+            for i, event, result in zip(active, events, results, strict=True):
+                key = batch[i][0]
+                if isinstance(result, Appended):
+                    seqs[i] = result.seq
+                    self.state.apply(result.seq, event)
+                    self.state.dirty.discard(key)
+                    self._count(event)
+                    if n + 1 < len(steps[i]):
+                        going.append(i)
+                    elif i not in retry:
+                        self.state.wake_at(key, batch[i][1].wake_at)
+                elif isinstance(result, WrongExpectedSequence):
+                    retry.discard(i)
+                    self.state.dirty.add(key)  # someone else recorded: look again once folded in
+                    self.wake.set()
+                else:
+                    retry.add(i)
+                    log.error("schedule %s/%s: could not record its tick: %s", *key, result)
+            active = going
+            n += 1
+        for i in retry:
+            self.state.wake_at(batch[i][0], utcnow() + timedelta(seconds=1))
+
+    def _submitted(self, key: Key, fire: Fire) -> tuple[Append, Submitted]:
+        state = self.state.schedules[key][0]
+        submitted = Submitted(
+            domain=state.domain, actor=ACTOR, job_id=fire.job_id, correlation_id=fire.job_id,
+            causation_id=fire.event.id, spec=state.spec.job, schedule_id=state.id, tick=fire.tick,
+        )  # fmt: skip
+        return job_append(submitted, 0, tick_msg_id(state.id, fire.tick)), submitted
+
+    def _count(self, event: ScheduleEvent) -> None:
+        if event.type == "fired":
+            self.fired += 1
+        elif event.type == "skipped":
+            self.skipped += 1
+        elif event.type == "missed":
+            self.missed += 1
 
     async def _pass(self, key: Key) -> None:
         known = self.state.schedules.get(key)
@@ -171,30 +277,19 @@ class Scheduler:
         for job_id in plan.cancel:
             await self._cancel(key[0], job_id, state.id)
         for step in plan.steps:
-            event: ScheduleEvent
             if isinstance(step, Fire):
-                submitted = Submitted(
-                    domain=state.domain, actor=ACTOR, job_id=step.job_id, correlation_id=step.job_id,
-                    causation_id=step.event.id, spec=state.spec.job, schedule_id=state.id, tick=step.tick,
-                )  # fmt: skip
-                item = job_append(submitted, 0, tick_msg_id(state.id, step.tick))
+                item, submitted = self._submitted(key, step)
                 try:
                     done = await self.store.append(item)
                     self.state.apply(done.seq, submitted)
                 except WrongExpectedSequence:
                     log.info("job for %s tick %s exists already", state.id, step.tick.isoformat())
-                event = step.event
-                self.fired += 1
-            else:
-                event = step
-                if step.type == "skipped":
-                    self.skipped += 1
-                elif step.type == "missed":
-                    self.missed += 1
+            event = _record(step)
             result: Appended = await self.store.append(schedule_append(event, seq))
             seq = result.seq
             self.state.apply(seq, event)
             self.state.dirty.discard(key)
+            self._count(event)
 
     async def _cancel(self, domain: str, job_id: str, schedule_id: str) -> None:
         state, last = await self.store.read_job(domain, job_id)
@@ -205,3 +300,7 @@ class Scheduler:
             await self.store.append(job_append(event, last))
         except (DomainError, WrongExpectedSequence) as exc:
             log.info("could not cancel %s for schedule %s: %s", job_id, schedule_id, exc)
+
+
+def _record(step: Fire | ScheduleEvent) -> ScheduleEvent:
+    return step.event if isinstance(step, Fire) else step

@@ -49,6 +49,18 @@ class SchedulerState:
                     runs.remove(job.job_id)
                 self.dirty.add(sched)
 
+    def seen(self, subject: str, seq: int) -> bool:
+        """True for an event already folded in (our own appends come back on the stream):
+        decided from the subject alone, so it need not be decoded."""
+        parts = subject.split(".")
+        if len(parts) != 5:
+            return False
+        _, domain, aggregate, agg_id, kind = parts
+        if aggregate == "schedule":
+            known = self.schedules.get((domain, agg_id))
+            return known is not None and seq <= known[1]
+        return aggregate == "job" and kind == "submitted" and (domain, agg_id) in self.owner
+
     def runs_of(self, key: Key) -> list[str]:
         return list(self.active.get(key, ()))
 
