@@ -7,6 +7,7 @@ from typing import Any
 import msgspec
 
 from events.base import Event
+from events.domain import AnyDomainEvent
 from events.job import AnyJobEvent
 from events.schedule import AnyScheduleEvent
 from events.subjects import SubjectError, parse_event
@@ -17,6 +18,7 @@ _decoders: dict[str, msgspec.json.Decoder[Any]] = {
     "job": msgspec.json.Decoder(AnyJobEvent),
     "worker": msgspec.json.Decoder(AnyWorkerEvent),
     "schedule": msgspec.json.Decoder(AnyScheduleEvent),
+    "domain": msgspec.json.Decoder(AnyDomainEvent),
 }
 _heartbeat = msgspec.json.Decoder(Heartbeat)
 _logline = msgspec.json.Decoder(LogLine)

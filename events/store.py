@@ -17,6 +17,7 @@ from opentelemetry.propagate import inject
 from events import subjects
 from events.base import Conflict, Event
 from events.codec import decode_event, encode
+from events.domain import AnyDomainEvent, DomainEvent, DomainState, evolve_domain
 from events.job import AnyJobEvent, Dispatched, JobEvent, JobState, evolve
 from events.schedule import AnyScheduleEvent, ScheduleEvent, ScheduleState, evolve_schedule
 from events.streams import EVENTS_STREAM
@@ -97,6 +98,16 @@ def schedule_append(event: ScheduleEvent, expected: int, msg_id: str | None = No
         expected=expected,
         scope=subjects.schedule_all(event.domain, event.schedule_id),
         msg_id=msg_id,
+    )
+
+
+def domain_append(event: DomainEvent, expected: int) -> Append:
+    """An append to a domain, fenced like a job's (0: the domain must not exist)."""
+    return Append(
+        subject=subjects.domain_event(event.domain, event.type),
+        event=event,
+        expected=expected,
+        scope=subjects.domain_all(event.domain),
     )
 
 
@@ -242,6 +253,16 @@ class EventStore:
             assert isinstance(stored.event, ScheduleEvent)
             event: AnyScheduleEvent = stored.event  # type: ignore[assignment]
             state = evolve_schedule(state, event)
+            last = stored.seq
+        return state, last
+
+    async def read_domain(self, name: str) -> tuple[DomainState | None, int]:
+        state: DomainState | None = None
+        last = 0
+        for stored in await self.read(subjects.domain_all(name)):
+            assert isinstance(stored.event, DomainEvent)
+            event: AnyDomainEvent = stored.event  # type: ignore[assignment]
+            state = evolve_domain(state, event)
             last = stored.seq
         return state, last
 

@@ -37,6 +37,15 @@ def schedule_all(domain: str, schedule_id: str) -> str:
     return f"{EVENTS_PREFIX}.{domain}.schedule.{schedule_id}.>"
 
 
+def domain_event(domain: str, type_: str) -> str:
+    """A domain's own events: the aggregate id is the domain name itself."""
+    return f"{EVENTS_PREFIX}.{domain}.domain.{domain}.{type_}"
+
+
+def domain_all(domain: str) -> str:
+    return f"{EVENTS_PREFIX}.{domain}.domain.{domain}.>"
+
+
 def worker(domain: str, worker_id: str, type_: str) -> str:
     return f"{EVENTS_PREFIX}.{domain}.worker.{worker_id}.{type_}"
 

@@ -8,6 +8,7 @@ import msgspec
 from msgspec import structs
 
 from events.base import Event
+from events.domain import DomainState
 from events.job import JobState
 from events.schedule import AnyScheduleEvent, Fired, Missed, Queued, ScheduleState, Skipped, planned_at
 from events.subjects import EventSubject
@@ -177,6 +178,19 @@ def schedule_run_row(seq: int, event: AnyScheduleEvent) -> dict[str, Any] | None
         case _:
             return None
     return row
+
+
+def domain_row(state: DomainState, seq: int) -> dict[str, Any]:
+    return {
+        "name": state.name,
+        "status": state.status,
+        "description": state.description,
+        "tokens": len(state.tokens),
+        "created_at": state.created_at,
+        "updated_at": state.updated_at,
+        "last_seq": seq,
+        "state": to_json(state),
+    }
 
 
 def liveness_row(beat: Heartbeat) -> dict[str, Any]:

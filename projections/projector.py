@@ -24,6 +24,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 
 from events.codec import DecodeError, decode_event, decode_heartbeat
+from events.domain import AnyDomainEvent, DomainEvent, DomainState, TokenInfo, evolve_domain
 from events.job import AnyJobEvent, JobEvent, JobState, Submitted, evolve
 from events.schedule import AnyScheduleEvent, ScheduleEvent, ScheduleState, evolve_schedule
 from events.streams import EVENTS_STREAM, HEARTBEATS_STREAM
@@ -48,6 +49,7 @@ class Batch:
     jobs: dict[Key, tuple[JobState, int]] = field(default_factory=dict)
     workers: dict[Key, tuple[WorkerState, int]] = field(default_factory=dict)
     schedules: dict[Key, tuple[ScheduleState, int]] = field(default_factory=dict)
+    domains: dict[str, tuple[DomainState, int]] = field(default_factory=dict)
     runs: list[dict[str, Any]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
     undecodable: int = 0
@@ -75,6 +77,11 @@ def _load_workers(con: duckdb.DuckDBPyConnection) -> dict[Key, WorkerState]:
 def _load_schedules(con: duckdb.DuckDBPyConnection) -> dict[Key, ScheduleState]:
     rows = con.execute("SELECT domain, id, state FROM schedules").fetchall()
     return {(d, i): msgspec.json.decode(s, type=ScheduleState) for d, i, s in rows}
+
+
+def _load_domains(con: duckdb.DuckDBPyConnection) -> dict[str, DomainState]:
+    rows = con.execute("SELECT name, state FROM domains").fetchall()
+    return {n: msgspec.json.decode(s, type=DomainState) for n, s in rows}
 
 
 def _insert(con: duckdb.DuckDBPyConnection, table: str, rows: list[dict[str, Any]]) -> None:
@@ -110,6 +117,11 @@ class Projector:
         self._jobs: dict[Key, JobState] = {}
         self._workers: dict[Key, WorkerState] = {}
         self._schedules: dict[Key, ScheduleState] = {}
+        # Domains and a token-id index, read by the API's auth on every request: replaced
+        # whole (never mutated) after each batch, so readers on the event loop see either
+        # the old or the new mapping.
+        self.domains: dict[str, DomainState] = {}
+        self.tokens: dict[str, tuple[str, TokenInfo]] = {}
         self._inbox: list[Msg] = []
         self._beats: dict[Key, Heartbeat] = {}
         self._wake = asyncio.Event()
@@ -142,6 +154,7 @@ class Projector:
             self.applied_seq = 0
             self._workers = {}
             self._schedules = {}
+            self.domains, self.tokens = {}, {}
         if self.applied_seq:
             config = api.ConsumerConfig(
                 deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=self.applied_seq + 1
@@ -173,6 +186,7 @@ class Projector:
         self.applied_seq = schema.checkpoint(con)
         self._workers = _load_workers(con)
         self._schedules = _load_schedules(con)
+        self._set_domains(_load_domains(con))
         return con
 
     async def stop(self) -> None:
@@ -192,6 +206,10 @@ class Projector:
                 self._con = None
             finally:
                 self._apply_lock.release()
+
+    def _set_domains(self, domains: dict[str, DomainState]) -> None:
+        self.tokens = {t.id: (d.name, t) for d in domains.values() for t in d.tokens}
+        self.domains = domains
 
     async def _on_event(self, msg: Msg) -> None:
         self._inbox.append(msg)
@@ -271,7 +289,12 @@ class Projector:
         fresh = [r for r in raw if r[0] > self.applied_seq]
         con = self.con
         batch = fold_batch(
-            fresh, self._jobs, self._workers, lambda keys: _load_jobs(con, keys), self._schedules
+            fresh,
+            self._jobs,
+            self._workers,
+            lambda keys: _load_jobs(con, keys),
+            self._schedules,
+            self.domains,
         )
         write_batch(con, batch, [mapping.liveness_row(b) for b in beats])
         for key, (state, _) in batch.jobs.items():
@@ -283,6 +306,8 @@ class Projector:
             self._workers[key] = wstate
         for key, (sstate, _) in batch.schedules.items():
             self._schedules[key] = sstate
+        if batch.domains:
+            self._set_domains(self.domains | {name: d for name, (d, _) in batch.domains.items()})
         self.undecodable += batch.undecodable
         if fresh:
             self.applied_seq = batch.last_seq
@@ -296,6 +321,7 @@ def fold_batch(
     workers: dict[Key, WorkerState],
     load_jobs: Any,
     schedules: dict[Key, ScheduleState] | None = None,
+    domains: dict[str, DomainState] | None = None,
 ) -> Batch:
     """Decode and fold a run of events into the rows they change; undecodable ones are skipped."""
     batch = Batch(last_seq=raw[-1][0] if raw else 0)
@@ -333,6 +359,16 @@ def fold_batch(
             wafter = evolve_worker(wbefore, worker_event)
             if wafter is not None:
                 batch.workers[wkey] = (wafter, seq)
+        elif isinstance(event, DomainEvent):
+            dbefore = (
+                batch.domains[event.domain][0]
+                if event.domain in batch.domains
+                else (domains or {}).get(event.domain)
+            )
+            domain_event: AnyDomainEvent = event  # type: ignore[assignment]
+            dafter = evolve_domain(dbefore, domain_event)
+            if dafter is not None:
+                batch.domains[event.domain] = (dafter, seq)
         elif isinstance(event, ScheduleEvent):
             skey = (event.domain, event.schedule_id)
             sbefore = batch.schedules[skey][0] if skey in batch.schedules else (schedules or {}).get(skey)
@@ -373,6 +409,9 @@ def write_batch(con: duckdb.DuckDBPyConnection, batch: Batch, liveness: list[dic
             _replace(con, "schedules", "domain, id", rows)
         if batch.runs:
             _insert(con, "schedule_runs", batch.runs)
+        if batch.domains:
+            rows = [mapping.domain_row(d, q) for d, q in batch.domains.values()]
+            _replace(con, "domains", "name", rows)
         if batch.events:
             _insert(con, "events", batch.events)
         if liveness:

@@ -129,6 +129,19 @@ SCHEDULE_RUNS = pa.schema(
     ]
 )
 
+DOMAINS = pa.schema(
+    [
+        ("name", pa.string()),
+        ("status", pa.string()),
+        ("description", pa.string()),
+        ("tokens", pa.int64()),
+        ("created_at", TS),
+        ("updated_at", TS),
+        ("last_seq", pa.int64()),
+        ("state", pa.string()),
+    ]
+)
+
 LIVENESS = pa.schema(
     [
         ("domain", pa.string()),
@@ -156,6 +169,7 @@ LOG_TABLES: dict[str, tuple[pa.Schema, str]] = {
     "events": (EVENTS, "seq"),
     "schedules": (SCHEDULES, "domain, id"),
     "schedule_runs": (SCHEDULE_RUNS, "seq"),
+    "domains": (DOMAINS, "name"),
 }
 ALL_TABLES: dict[str, pa.Schema] = {name: s for name, (s, _) in LOG_TABLES.items()} | {
     "worker_liveness": LIVENESS
@@ -163,7 +177,7 @@ ALL_TABLES: dict[str, pa.Schema] = {name: s for name, (s, _) in LOG_TABLES.items
 
 
 # Bumped whenever a table is added or changed, so an older file is rebuilt from the log.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 def _ddl(name: str, schema: pa.Schema) -> str:

@@ -15,13 +15,16 @@ from events.store import EventStore
 from events.streams import provision
 from projections.projector import Projector
 from services.api import errors
+from services.api.domain_commands import ensure_default
 from services.api.limits import BodyLimit
 from services.api.metrics import ProjectionCollector
-from services.api.routes import events, health, jobs, schedules, workers
+from services.api.ratelimit import RateLimiter, StreamSlots
+from services.api.routes import admin, events, health, jobs, schedules, workers
 from services.api.settings import ApiSettings
 from services.runtime.connect import connect, jetstream
 
 API_PREFIX = "/api/v1"
+STARTUP_TIMEOUT_S = 600.0
 UI_DIST = Path(__file__).resolve().parents[2] / "ui" / "dist"
 
 
@@ -59,6 +62,9 @@ def create_app(settings: ApiSettings) -> FastAPI:
         app.state.js = js
         app.state.store = EventStore(nc, js)
         app.state.projector = projector
+        # The default domain exists before the first request is answered.
+        if not await projector.wait_for(await ensure_default(app.state.store), STARTUP_TIMEOUT_S):
+            raise RuntimeError("the read model did not catch up with the log at start")
         app.state.metrics = ProjectionCollector(projector)
         try:
             yield
@@ -74,6 +80,9 @@ def create_app(settings: ApiSettings) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.token_last_used = {}
+    app.state.limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
+    app.state.streams = StreamSlots(settings.streams_per_token)
     errors.install(app)
     app.add_middleware(BodyLimit)
     if settings.cors_origins:
@@ -86,7 +95,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
 
     app.add_middleware(CountRequests)
     app.include_router(health.router)
-    for router in (jobs.router, schedules.router, workers.router, events.router):
+    for router in (jobs.router, schedules.router, workers.router, events.router, admin.router):
         app.include_router(router, prefix=API_PREFIX)
     if UI_DIST.is_dir():
         app.mount("/", StaticFiles(directory=UI_DIST, html=True), name="ui")

@@ -1,14 +1,25 @@
-"""Who is calling and for which domain: resolved once, as a dependency."""
+"""Who is calling and for which domain: resolved once per request, as a dependency.
+
+The admin token acts on any domain (chosen with `X-Domain` or `?domain=`, default
+`prod`); a domain token acts on its own domain only. A domain token naming another
+domain gets 404, exactly like a domain that does not exist, so tokens cannot probe
+which domains exist.
+"""
 
 from __future__ import annotations
 
 import hmac
+import math
+import time
 from dataclasses import dataclass
 
 from fastapi import Depends, Header, HTTPException, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from events.base import utcnow
+from events.domain import check_secret, parse_token
 from events.ids import is_domain
+from services.api.deps import projector
 
 bearer = HTTPBearer(auto_error=False)
 
@@ -18,10 +29,49 @@ class Caller:
     actor: str
     domain: str
     admin: bool
+    token_id: str | None = None
+
+    @property
+    def limit_key(self) -> str:
+        """What rate limits and stream caps count by: the token used."""
+        return self.token_id or "admin"
 
 
 def _unauthorized(detail: str) -> HTTPException:
     return HTTPException(401, detail=detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+def _not_found(domain: str) -> HTTPException:
+    return HTTPException(404, detail=f"domain {domain} not found")
+
+
+def authenticate(request: Request, token: str, wanted: str | None) -> Caller:
+    settings = request.app.state.settings
+    if wanted is not None and not is_domain(wanted):
+        raise HTTPException(400, detail=f"invalid domain name {wanted!r}")
+    domains = projector(request).domains
+    if hmac.compare_digest(token.encode(), settings.admin_token.encode()):
+        chosen = wanted or settings.default_domain
+        state = domains.get(chosen)
+        if state is None or state.deleted:
+            raise _not_found(chosen)
+        return Caller(actor="admin", domain=chosen, admin=True)
+    parsed = parse_token(token)
+    found = projector(request).tokens.get(parsed[0]) if parsed else None
+    if parsed is None or found is None or not check_secret(found[1], parsed[1]):
+        raise _unauthorized("invalid token")
+    domain, info = found
+    if not info.usable(utcnow()):
+        raise _unauthorized("token revoked or expired")
+    state = domains.get(domain)
+    if state is None or state.deleted:
+        raise _unauthorized("invalid token")
+    if wanted is not None and wanted != domain:
+        raise _not_found(wanted)
+    if state.disabled:
+        raise HTTPException(403, detail=f"domain {domain} is disabled")
+    request.app.state.token_last_used[info.id] = time.time()
+    return Caller(actor=f"token:{info.id}", domain=domain, admin=False, token_id=info.id)
 
 
 async def caller(
@@ -32,10 +82,16 @@ async def caller(
 ) -> Caller:
     if credentials is None:
         raise _unauthorized("missing bearer token")
-    settings = request.app.state.settings
-    if not hmac.compare_digest(credentials.credentials.encode(), settings.admin_token.encode()):
-        raise _unauthorized("invalid token")
-    chosen = x_domain or domain or settings.default_domain
-    if not is_domain(chosen):
-        raise HTTPException(400, detail=f"invalid domain name {chosen!r}")
-    return Caller(actor="admin", domain=chosen, admin=True)
+    who = authenticate(request, credentials.credentials, x_domain or domain)
+    wait = request.app.state.limiter.take(who.limit_key, time.monotonic())
+    if wait > 0:
+        raise HTTPException(
+            429, detail="too many requests for this token", headers={"Retry-After": str(math.ceil(wait))}
+        )
+    return who
+
+
+async def admin(who: Caller = Depends(caller)) -> Caller:
+    if not who.admin:
+        raise HTTPException(403, detail="this needs the admin token")
+    return who

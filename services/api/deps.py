@@ -48,3 +48,21 @@ async def settle(request: Request, seq: int) -> None:
         seq = await store(request).last_seq()
     if not await projector(request).wait_for(seq, READ_YOUR_WRITES_TIMEOUT_S):
         raise HTTPException(503, detail=f"the write landed (seq {seq}) but the read model lags behind")
+
+
+def open_stream(request: Request, key: str) -> Callable[[], None]:
+    """Take one of the token's event-stream slots (429 if none is left); returns its release."""
+    slots = request.app.state.streams
+    if not slots.acquire(key):
+        raise HTTPException(
+            429, detail=f"at most {slots.per_key} open event streams per token", headers={"Retry-After": "5"}
+        )
+    released = False
+
+    def release() -> None:
+        nonlocal released
+        if not released:
+            released = True
+            slots.release(key)
+
+    return release

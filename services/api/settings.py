@@ -19,6 +19,9 @@ class ApiSettings:
     admin_token: str
     default_domain: str = "prod"
     cors_origins: tuple[str, ...] = ()
+    rate_limit_per_s: float = 1000.0
+    rate_limit_burst: float = 2000.0
+    streams_per_token: int = 20
 
     @staticmethod
     def from_env(nats_url: str, db_path: Path, admin_token: str | None = None) -> ApiSettings:
@@ -26,4 +29,22 @@ class ApiSettings:
         if not token:
             raise ValueError("the API needs an admin token: set ADMIN_TOKEN")
         origins = tuple(o for o in os.environ.get("CORS_ALLOW_ORIGINS", "").split(",") if o)
-        return ApiSettings(nats_url=nats_url, db_path=db_path, admin_token=token, cors_origins=origins)
+        return ApiSettings(
+            nats_url=nats_url, db_path=db_path, admin_token=token, cors_origins=origins,
+            rate_limit_per_s=_number("RATE_LIMIT_PER_S", 1000.0),
+            rate_limit_burst=_number("RATE_LIMIT_BURST", 2000.0),
+            streams_per_token=int(_number("STREAMS_PER_TOKEN", 20)),
+        )  # fmt: skip
+
+
+def _number(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not a number") from None
+    if value < 0:
+        raise ValueError(f"{name}={raw!r} must not be negative (0 turns the limit off)")
+    return value

@@ -10,7 +10,7 @@ from sse_starlette.sse import EventSourceResponse
 from events import subjects
 from events.streams import EVENTS_STREAM
 from services.api.auth import Caller, caller
-from services.api.deps import js
+from services.api.deps import js, open_stream
 from services.api.streams import follow
 
 router = APIRouter(tags=["events"])
@@ -22,14 +22,23 @@ async def events(
     who: Caller = Depends(caller),
     since: int | None = Query(default=None, ge=1, description="replay from this stream sequence"),
 ) -> EventSourceResponse:
+    release = open_stream(request, who.limit_key)
+
     async def stream() -> AsyncIterator[dict[str, str]]:
         start = since if since is not None else -1
-        async for msg in follow(js(request), EVENTS_STREAM, subjects.domain_events(who.domain), start):
-            if msg is None:
-                if await request.is_disconnected():
-                    return
-                continue
-            parsed = subjects.parse_event(msg.subject)
-            yield {"id": str(msg.metadata.sequence.stream), "event": parsed.type, "data": msg.data.decode()}
+        try:
+            async for msg in follow(js(request), EVENTS_STREAM, subjects.domain_events(who.domain), start):
+                if msg is None:
+                    if await request.is_disconnected():
+                        return
+                    continue
+                parsed = subjects.parse_event(msg.subject)
+                yield {
+                    "id": str(msg.metadata.sequence.stream),
+                    "event": parsed.type,
+                    "data": msg.data.decode(),
+                }
+        finally:
+            release()
 
     return EventSourceResponse(stream())

@@ -15,7 +15,7 @@ from events.streams import LOGS_STREAM
 from projections import queries
 from services.api import commands
 from services.api.auth import Caller, caller
-from services.api.deps import js, query, settle, store
+from services.api.deps import js, open_stream, query, settle, store
 from services.api.models import BatchIn, BatchOut, CancelIn, JobIn, Page
 from services.api.streams import follow, line_dict, read_logs
 
@@ -134,19 +134,30 @@ async def logs(
     if not follow_:
         return await read_logs(js(request), who.domain, job_id, attempt, limit)
     subject = subjects.logs(who.domain, job_id, attempt) if attempt else subjects.logs_all(who.domain, job_id)
+    release = open_stream(request, who.limit_key)
 
     async def stream() -> AsyncIterator[dict[str, str]]:
-        async for msg in follow(js(request), LOGS_STREAM, subject):
-            if msg is not None:
-                line = line_dict(msg)
-                if line is not None:
-                    yield {"event": "line", "data": json.dumps(line, default=str)}
-                if msg.metadata.num_pending > 0:
-                    continue
-            job = await query(request, queries.get_job, who.domain, job_id)
-            if job is None or job["status"] in ("succeeded", "failed", "timed_out", "cancelled"):
-                status = job["status"] if job else "unknown"
-                yield {"event": "end", "data": json.dumps({"status": status})}
-                return
+        try:
+            async for line in _follow_lines(request, who, job_id, subject):
+                yield line
+        finally:
+            release()
 
     return EventSourceResponse(stream())
+
+
+async def _follow_lines(
+    request: Request, who: Caller, job_id: str, subject: str
+) -> AsyncIterator[dict[str, str]]:
+    async for msg in follow(js(request), LOGS_STREAM, subject):
+        if msg is not None:
+            line = line_dict(msg)
+            if line is not None:
+                yield {"event": "line", "data": json.dumps(line, default=str)}
+            if msg.metadata.num_pending > 0:
+                continue
+        job = await query(request, queries.get_job, who.domain, job_id)
+        if job is None or job["status"] in ("succeeded", "failed", "timed_out", "cancelled"):
+            status = job["status"] if job else "unknown"
+            yield {"event": "end", "data": json.dumps({"status": status})}
+            return

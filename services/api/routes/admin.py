@@ -1,0 +1,142 @@
+"""Admin routes: domains and their tokens. Only the admin token may use them."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from pydantic import BaseModel, Field
+
+from events.domain import DomainState, decide_delete, decide_disable, decide_enable, decide_revoke
+from events.ids import is_token
+from services.api import domain_commands as commands
+from services.api.auth import Caller, admin
+from services.api.deps import projector, settle, store
+from services.api.models import Strict
+
+router = APIRouter(prefix="/admin/domains", tags=["admin"])
+
+
+class DomainIn(Strict):
+    name: Annotated[str, Field(min_length=1, max_length=63)]
+    description: Annotated[str, Field(max_length=1000)] = ""
+
+
+class TokenIn(Strict):
+    name: Annotated[str, Field(min_length=1, max_length=100)]
+
+
+class RotateIn(Strict):
+    overlap_s: Annotated[float, Field(ge=0, le=30 * 86400)] = 3600.0
+
+
+class ReasonIn(Strict):
+    reason: Annotated[str, Field(max_length=1000)] = ""
+
+
+class NewTokenOut(BaseModel):
+    id: str
+    name: str
+    token: str = Field(description="shown this once; only its sha-256 is kept")
+
+
+def _token_view(request: Request, state: DomainState) -> list[dict[str, Any]]:
+    used = request.app.state.token_last_used
+    return [
+        {
+            "id": t.id,
+            "name": t.name,
+            "created_at": t.created_at.isoformat(),
+            "expires_at": t.expires_at.isoformat() if t.expires_at else None,
+            "revoked_at": t.revoked_at.isoformat() if t.revoked_at else None,
+            "replaced_by": t.replaced_by,
+            "last_used_at": used.get(t.id),
+        }
+        for t in state.tokens
+    ]
+
+
+def _view(request: Request, name: str, *, deleted_ok: bool = False) -> dict[str, Any]:
+    state = projector(request).domains.get(name)
+    if state is None or (state.deleted and not deleted_ok):
+        raise HTTPException(404, detail=f"domain {name} not found")
+    return {
+        "name": state.name, "status": state.status, "description": state.description,
+        "disabled_reason": state.disabled_reason, "created_at": state.created_at.isoformat(),
+        "updated_at": state.updated_at.isoformat(), "tokens": _token_view(request, state),
+    }  # fmt: skip
+
+
+@router.post("", status_code=201, summary="Create a domain; its first token is in the answer, once")
+async def create(body: DomainIn, request: Request, who: Caller = Depends(admin)) -> dict[str, Any]:
+    token, seq = await commands.create(store(request), body.name, who.actor, body.description)
+    await settle(request, seq)
+    first = NewTokenOut(id=token.event.token_id, name=token.event.name, token=token.value)
+    return {**_view(request, body.name), "token": first.model_dump()}
+
+
+@router.get("", summary="Every domain, with its status and tokens (never their secrets)")
+async def list_domains(request: Request, who: Caller = Depends(admin)) -> list[dict[str, Any]]:
+    names = sorted(n for n, d in projector(request).domains.items() if not d.deleted)
+    return [_view(request, n) for n in names]
+
+
+@router.get("/{name}", summary="One domain")
+async def get_domain(name: str, request: Request, who: Caller = Depends(admin)) -> dict[str, Any]:
+    return _view(request, name)
+
+
+@router.post("/{name}/tokens", status_code=201, summary="Add a token; its value is in the answer, once")
+async def add_token(name: str, body: TokenIn, request: Request, who: Caller = Depends(admin)) -> NewTokenOut:
+    token, seq = await commands.issue(store(request), name, body.name, who.actor)
+    await settle(request, seq)
+    return NewTokenOut(id=token.event.token_id, name=token.event.name, token=token.value)
+
+
+@router.get("/{name}/tokens", summary="A domain's tokens: id, name, created, expiry, revocation, last use")
+async def list_tokens(name: str, request: Request, who: Caller = Depends(admin)) -> list[dict[str, Any]]:
+    return _view(request, name)["tokens"]  # type: ignore[no-any-return]
+
+
+@router.delete("/{name}/tokens/{token_id}", summary="Revoke a token: it stops working at once")
+async def revoke(name: str, token_id: str, request: Request, who: Caller = Depends(admin)) -> dict[str, Any]:
+    if not is_token(token_id):
+        raise HTTPException(404, detail=f"token {token_id} not found")
+    seq = await commands.change(store(request), name, lambda s: [decide_revoke(s, token_id, who.actor)])
+    await settle(request, seq)
+    return _view(request, name)
+
+
+@router.post("/{name}/tokens/{token_id}/rotate", status_code=201,
+             summary="A new token; the old one keeps working for overlap_s seconds")  # fmt: skip
+async def rotate(
+    name: str, token_id: str, request: Request, body: RotateIn | None = None, who: Caller = Depends(admin)
+) -> NewTokenOut:
+    overlap = body.overlap_s if body else RotateIn().overlap_s
+    token, seq = await commands.rotate(store(request), name, token_id, overlap, who.actor)
+    await settle(request, seq)
+    return NewTokenOut(id=token.event.token_id, name=token.event.name, token=token.value)
+
+
+@router.post("/{name}/disable", summary="Refuse the domain's tokens (403) until enabled; data stays")
+async def disable(
+    name: str, request: Request, body: ReasonIn | None = None, who: Caller = Depends(admin)
+) -> dict[str, Any]:
+    reason = body.reason if body else ""
+    seq = await commands.change(store(request), name, lambda s: [decide_disable(s, who.actor, reason)])
+    await settle(request, seq)
+    return _view(request, name)
+
+
+@router.post("/{name}/enable", summary="Accept the domain's tokens again")
+async def enable(name: str, request: Request, who: Caller = Depends(admin)) -> dict[str, Any]:
+    seq = await commands.change(store(request), name, lambda s: [decide_enable(s, who.actor)])
+    await settle(request, seq)
+    return _view(request, name)
+
+
+@router.delete("/{name}", summary="Delete a domain: gone for every interface; its events stay in the log")
+async def delete(name: str, request: Request, who: Caller = Depends(admin)) -> dict[str, Any]:
+    seq = await commands.change(store(request), name, lambda s: [decide_delete(s, who.actor)])
+    await settle(request, seq)
+    return _view(request, name, deleted_ok=True)

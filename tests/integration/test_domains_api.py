@@ -1,0 +1,178 @@
+"""Domains and tokens through the REST API: admin management, scoping, revocation, rotation."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from events.streams import EVENTS_STREAM
+from services.api.app import create_app
+from services.api.settings import ApiSettings
+from services.runtime.connect import connect, jetstream
+from services.runtime.nats_server import NatsServer
+from tests.integration.test_api import AUTH, TOKEN, last_seq
+
+V1 = "/api/v1"
+
+
+@pytest.fixture(scope="module")
+def api(nats_server: NatsServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    db = tmp_path_factory.mktemp("domains-api") / "projection.duckdb"
+    app = create_app(ApiSettings(nats_url=nats_server.url, db_path=Path(db), admin_token=TOKEN))
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        yield client
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def make_domain(api: TestClient, name: str) -> str:
+    r = api.post(f"{V1}/admin/domains", json={"name": name, "description": f"team {name}"}, headers=AUTH)
+    assert r.status_code == 201, r.text
+    token = r.json()["token"]["token"]
+    assert token.startswith("jst_")
+    return str(token)
+
+
+def shell(name: str = "t") -> dict[str, Any]:
+    return {"name": name, "executor": {"type": "shell", "script": "true"}}
+
+
+def all_event_data(url: str) -> bytes:
+    async def read() -> bytes:
+        nc = await connect(url, "probe", max_reconnect_attempts=0)
+        js = jetstream(nc)
+        sub = await js.subscribe("ev.>", stream=EVENTS_STREAM, ordered_consumer=True)
+        out = []
+        try:
+            while True:
+                msg = await sub.next_msg(timeout=1)
+                out.append(msg.subject.encode() + b" " + msg.data)
+                if msg.metadata.num_pending == 0:
+                    break
+        except TimeoutError:
+            pass
+        await nc.close()
+        return b"\n".join(out)
+
+    return asyncio.run(read())
+
+
+def test_default_domain_exists_and_the_admin_token_manages_domains(api: TestClient) -> None:
+    names = [d["name"] for d in api.get(f"{V1}/admin/domains", headers=AUTH).json()]
+    assert "prod" in names
+    assert api.get(f"{V1}/admin/domains").status_code == 401
+    bad = api.post(f"{V1}/admin/domains", json={"name": "Not Valid"}, headers=AUTH)
+    assert bad.status_code == 400 and "name" in bad.json()["detail"]
+    make_domain(api, "alpha")
+    again = api.post(f"{V1}/admin/domains", json={"name": "alpha"}, headers=AUTH)
+    assert again.status_code == 409
+    assert api.delete(f"{V1}/admin/domains/prod", headers=AUTH).status_code == 409
+
+
+def test_token_secrets_are_never_stored_or_shown(api: TestClient, nats_server: NatsServer) -> None:
+    token = make_domain(api, "secretive")
+    secret = token.split("_", 2)[2]
+    listed = api.get(f"{V1}/admin/domains/secretive/tokens", headers=AUTH).json()
+    assert len(listed) == 1 and listed[0]["name"] == "first"
+    assert secret not in str(listed) and "sha256" not in str(listed)
+    assert secret.encode() not in all_event_data(nats_server.url)
+
+
+def test_a_domain_token_sees_and_changes_only_its_domain(api: TestClient) -> None:
+    a, b = make_domain(api, "team-a"), make_domain(api, "team-b")
+    job_b = api.post(f"{V1}/jobs", json=shell("b-job"), headers=bearer(b)).json()["id"]
+    job_a = api.post(f"{V1}/jobs", json=shell("a-job"), headers=bearer(a)).json()["id"]
+    sched_b = api.post(
+        f"{V1}/schedules", json={"name": "b-s", "interval_s": 3600, "job": shell()}, headers=bearer(b)
+    ).json()["id"]
+    assert api.get(f"{V1}/jobs/{job_a}", headers=bearer(a)).json()["domain"] == "team-a"
+    assert [j["id"] for j in api.get(f"{V1}/jobs", headers=bearer(a)).json()["items"]] == [job_a]
+    assert api.get(f"{V1}/schedules", headers=bearer(a)).json() == []
+
+    # Domain A's token against domain B's resources: 404 everywhere, as if they did not exist.
+    refused = [
+        ("GET", f"/jobs/{job_b}"), ("GET", f"/jobs/{job_b}/events"), ("GET", f"/jobs/{job_b}/logs"),
+        ("POST", f"/jobs/{job_b}/cancel"), ("POST", f"/jobs/{job_b}/retry"),
+        ("GET", f"/schedules/{sched_b}"), ("PATCH", f"/schedules/{sched_b}"),
+        ("DELETE", f"/schedules/{sched_b}"), ("POST", f"/schedules/{sched_b}/pause"),
+        ("POST", f"/schedules/{sched_b}/run-now"), ("GET", f"/schedules/{sched_b}/runs"),
+        ("GET", f"/schedules/{sched_b}/preview"),
+    ]  # fmt: skip
+    for method, path in refused:
+        r = api.request(method, V1 + path, headers=bearer(a), json={} if method != "GET" else None)
+        assert r.status_code == 404, (method, path, r.status_code, r.text)
+    # Naming the other domain explicitly: 404 too, never 403 (existence is not revealed).
+    r = api.get(f"{V1}/jobs/{job_b}", headers={**bearer(a), "X-Domain": "team-b"})
+    assert r.status_code == 404
+    assert api.get(f"{V1}/jobs?domain=team-b", headers=bearer(a)).status_code == 404
+    assert api.get(f"{V1}/jobs?domain=no-such", headers=bearer(a)).status_code == 404
+    assert api.get(f"{V1}/jobs", headers={**bearer(a), "X-Domain": "team-a"}).status_code == 200
+    # The admin reaches both, by naming the domain; unknown domains are 404.
+    assert api.get(f"{V1}/jobs/{job_b}", headers={**AUTH, "X-Domain": "team-b"}).status_code == 200
+    assert api.get(f"{V1}/jobs/{job_b}", headers=AUTH).status_code == 404  # prod by default
+    assert api.get(f"{V1}/jobs", headers={**AUTH, "X-Domain": "nowhere"}).status_code == 404
+    # Domain tokens are not admin tokens.
+    assert api.get(f"{V1}/admin/domains", headers=bearer(a)).status_code == 403
+
+
+@pytest.mark.parametrize(
+    "token", ["", "nonsense", "jst_", "jst_x_y", "jst_01m89v3tp1rw3frstfmtz8r49v_wrong", TOKEN + "x"]
+)
+def test_bad_tokens_are_401(api: TestClient, token: str) -> None:
+    r = api.get(f"{V1}/jobs", headers=bearer(token) if token else {})
+    assert r.status_code == 401, r.text
+
+
+def test_revoked_tokens_stop_at_once_and_rotation_overlaps(api: TestClient, nats_server: NatsServer) -> None:
+    first = make_domain(api, "rotating")
+    token_id = first.split("_")[1]
+    assert api.get(f"{V1}/jobs", headers=bearer(first)).status_code == 200
+
+    r = api.post(
+        f"{V1}/admin/domains/rotating/tokens/{token_id}/rotate", json={"overlap_s": 3600}, headers=AUTH
+    )
+    assert r.status_code == 201, r.text
+    second = r.json()["token"]
+    assert api.get(f"{V1}/jobs", headers=bearer(first)).status_code == 200  # overlap: both work
+    assert api.get(f"{V1}/jobs", headers=bearer(second)).status_code == 200
+
+    r = api.post(f"{V1}/admin/domains/rotating/tokens/{second.split('_')[1]}/rotate", json={"overlap_s": 0},
+                 headers=AUTH)  # fmt: skip
+    third = r.json()["token"]
+    assert api.get(f"{V1}/jobs", headers=bearer(second)).status_code == 401  # no overlap: at once
+    assert api.get(f"{V1}/jobs", headers=bearer(third)).status_code == 200
+
+    before = last_seq(nats_server.url)
+    assert api.delete(f"{V1}/admin/domains/rotating/tokens/{token_id}", headers=AUTH).status_code == 200
+    assert api.get(f"{V1}/jobs", headers=bearer(first)).status_code == 401
+    assert api.delete(f"{V1}/admin/domains/rotating/tokens/{token_id}", headers=AUTH).status_code == 409
+    assert last_seq(nats_server.url) == before + 1  # the refused second revoke appended nothing
+
+    extra = api.post(f"{V1}/admin/domains/rotating/tokens", json={"name": "ci"}, headers=AUTH)
+    assert (
+        extra.status_code == 201 and api.get(f"{V1}/jobs", headers=bearer(extra.json()["token"])).is_success
+    )
+    tokens = api.get(f"{V1}/admin/domains/rotating/tokens", headers=AUTH).json()
+    assert [t["name"] for t in tokens] == ["first", "first", "first", "ci"]
+    assert tokens[0]["revoked_at"] and tokens[1]["expires_at"] and tokens[2]["last_used_at"]
+
+
+def test_disabled_and_deleted_domains(api: TestClient) -> None:
+    token = make_domain(api, "short-lived")
+    r = api.post(f"{V1}/admin/domains/short-lived/disable", json={"reason": "unpaid"}, headers=AUTH)
+    assert r.json()["status"] == "disabled"
+    assert api.get(f"{V1}/jobs", headers=bearer(token)).status_code == 403
+    assert api.post(f"{V1}/admin/domains/short-lived/enable", headers=AUTH).json()["status"] == "active"
+    assert api.get(f"{V1}/jobs", headers=bearer(token)).status_code == 200
+    assert api.delete(f"{V1}/admin/domains/short-lived", headers=AUTH).json()["status"] == "deleted"
+    assert api.get(f"{V1}/jobs", headers=bearer(token)).status_code == 401
+    assert api.get(f"{V1}/jobs", headers={**AUTH, "X-Domain": "short-lived"}).status_code == 404
+    assert api.get(f"{V1}/admin/domains/short-lived", headers=AUTH).status_code == 404
+    assert "short-lived" not in [d["name"] for d in api.get(f"{V1}/admin/domains", headers=AUTH).json()]
