@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -15,12 +15,14 @@ from events.store import EventStore
 from events.streams import provision
 from projections.projector import Projector
 from services.api import errors
+from services.api.auth import RequireToken
 from services.api.domain_commands import ensure_default
 from services.api.limits import BodyLimit
 from services.api.metrics import ProjectionCollector
 from services.api.ratelimit import RateLimiter, StreamSlots
 from services.api.routes import admin, events, health, jobs, schedules, workers
 from services.api.settings import ApiSettings
+from services.api.strict import no_unknown_query
 from services.runtime.connect import connect, jetstream
 
 API_PREFIX = "/api/v1"
@@ -78,6 +80,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         description="Jobs, workers and events of jobstream. Every route but /health, /ready and "
         "/metrics needs `Authorization: Bearer <token>`.",
         lifespan=lifespan,
+        dependencies=[Depends(no_unknown_query)],
     )
     app.state.settings = settings
     app.state.token_last_used = {}
@@ -85,6 +88,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.state.streams = StreamSlots(settings.streams_per_token)
     errors.install(app)
     app.add_middleware(BodyLimit)
+    app.add_middleware(RequireToken, prefix=API_PREFIX)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -28,13 +28,15 @@ class System:
     nats: NatsServer
     api_port: int = field(default_factory=free_port)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.api_port}"
 
     def env(self) -> dict[str, str]:
-        return {**os.environ, "ADMIN_TOKEN": TOKEN, "NATS_URL": self.nats.url, "PYTHONUNBUFFERED": "1"}
+        base = {**os.environ, "ADMIN_TOKEN": TOKEN, "NATS_URL": self.nats.url, "PYTHONUNBUFFERED": "1"}
+        return base | self.extra_env
 
     def _spawn(self, name: str, *args: str) -> subprocess.Popen[bytes]:
         log = open(self.tmp / f"{name}.log", "ab")  # noqa: SIM115

@@ -140,3 +140,16 @@ def test_health_ready_metrics_and_docs(api: TestClient) -> None:
     assert "jobstream_projection_undecodable_events" in text
     assert api.get("/openapi.json").json()["info"]["title"] == "jobstream"
     assert api.get("/api/v1/jobs").status_code == 401
+
+
+def test_unknown_query_parameters_are_refused(api: TestClient) -> None:
+    r = api.get("/api/v1/jobs?staus=failed", headers=AUTH)
+    assert r.status_code == 422 and "staus" in r.json()["detail"] and "status" in r.json()["detail"]
+    assert api.get("/api/v1/jobs?status=failed&domain=prod", headers=AUTH).status_code == 200
+
+
+def test_without_a_valid_token_nothing_is_read_not_even_the_body(api: TestClient) -> None:
+    r = api.post("/api/v1/jobs/batch", content=b"{not json", headers={"Content-Type": "application/json"})
+    assert r.status_code == 401 and r.headers["WWW-Authenticate"] == "Bearer"
+    r = api.post("/api/v1/jobs", json={}, headers={"Authorization": "Bearer wrong"})
+    assert r.status_code == 401

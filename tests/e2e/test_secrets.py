@@ -1,0 +1,62 @@
+"""Tokens never show up in process logs, in the event log or in error messages."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+
+from events.streams import EVENTS_STREAM, LOGS_STREAM
+from services.runtime.connect import connect, jetstream
+from tests.e2e.system import TOKEN, System, shell_job
+
+pytestmark = pytest.mark.slow
+
+
+def stream_bytes(url: str, stream: str, subject: str) -> bytes:
+    async def read() -> bytes:
+        nc = await connect(url, "probe", max_reconnect_attempts=0)
+        sub = await jetstream(nc).subscribe(subject, stream=stream, ordered_consumer=True)
+        out = []
+        try:
+            while True:
+                msg = await sub.next_msg(timeout=1)
+                out.append(msg.subject.encode() + b" " + msg.data + repr(msg.headers).encode())
+                if msg.metadata.num_pending == 0:
+                    break
+        except TimeoutError:
+            pass
+        await nc.close()
+        return b"\n".join(out)
+
+    return asyncio.run(read())
+
+
+def test_tokens_are_never_logged_stored_or_echoed(system: System) -> None:
+    with system.client() as admin:
+        made = admin.post("/admin/domains", json={"name": "vault"})
+        assert made.status_code == 201, made.text
+        token = made.json()["token"]["token"]
+        secret = token.split("_", 2)[2]
+        job = admin.post("/jobs", json=shell_job("echo working; env")).json()  # workers hold ADMIN_TOKEN
+    with system.client(token) as c:
+        assert c.post("/jobs", json=shell_job("true", name="vaulted")).status_code == 201
+        assert c.get("/jobs").status_code == 200
+    wrong = token[:-4] + "AAAA"
+    with httpx.Client(base_url=f"{system.api_url}/api/v1") as anon:
+        refused = anon.get("/jobs", headers={"Authorization": f"Bearer {wrong}"})
+        assert refused.status_code == 401 and wrong not in refused.text and secret[:-4] not in refused.text
+        refused = anon.get("/jobs", headers={"Authorization": f"Bearer {TOKEN}x"})
+        assert refused.status_code == 401 and TOKEN not in refused.text
+    system.wait_terminal([job["id"]])
+
+    planted = {secret.encode(), TOKEN.encode()}
+    logs = b"".join(p.read_bytes() for p in system.tmp.glob("*.log"))
+    events = stream_bytes(system.nats.url, EVENTS_STREAM, "ev.>")
+    lines = stream_bytes(system.nats.url, LOGS_STREAM, "log.>")
+    assert b"token_issued" in events and b"working" in lines  # the places searched are not empty
+    for value in planted:
+        assert value not in logs, "a token is in a process log"
+        assert value not in events, "a token is in the event log"
+        assert value not in lines, "a token is in job output"
