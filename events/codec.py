@@ -11,6 +11,7 @@ from events.domain import AnyDomainEvent
 from events.job import AnyJobEvent
 from events.schedule import AnyScheduleEvent
 from events.subjects import SubjectError, parse_event
+from events.template import AnyTemplateEvent
 from events.worker import AnyWorkerEvent, Heartbeat, LogLine
 
 _encoder = msgspec.json.Encoder()
@@ -19,6 +20,7 @@ _decoders: dict[str, msgspec.json.Decoder[Any]] = {
     "worker": msgspec.json.Decoder(AnyWorkerEvent),
     "schedule": msgspec.json.Decoder(AnyScheduleEvent),
     "domain": msgspec.json.Decoder(AnyDomainEvent),
+    "template": msgspec.json.Decoder(AnyTemplateEvent),
 }
 _heartbeat = msgspec.json.Decoder(Heartbeat)
 _logline = msgspec.json.Decoder(LogLine)

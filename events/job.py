@@ -106,6 +106,8 @@ class Submitted(JobEvent, frozen=True, kw_only=True, tag="submitted"):
     # Set when a schedule fired the job: which schedule, and the tick (scheduled time) it is for.
     schedule_id: str | None = None
     tick: datetime | None = None
+    # Set when the spec came from a template: its name and version ("name@3").
+    template: str | None = None
 
 
 class Held(JobEvent, frozen=True, kw_only=True, tag="held"):
@@ -240,6 +242,7 @@ class JobState(msgspec.Struct, frozen=True, omit_defaults=True):
     submitted_by: str | None = None
     schedule_id: str | None = None
     tick: datetime | None = None
+    template: str | None = None
 
     @property
     def terminal(self) -> bool:
@@ -278,6 +281,7 @@ def evolve(state: JobState | None, event: AnyJobEvent) -> JobState | None:
                 submitted_by=event.actor,
                 schedule_id=event.schedule_id,
                 tick=event.tick,
+                template=event.template,
             )
         return None
     if state.terminal or isinstance(event, Submitted):

@@ -60,6 +60,8 @@ class ScheduleSpec(msgspec.Struct, frozen=True, omit_defaults=True):
     misfire_grace_s: float = DEFAULT_MISFIRE_GRACE_S
     paused: bool = False
     labels: dict[str, str] = {}
+    # When `job` was made from a template: "name@version" (the version is pinned).
+    template: str | None = None
 
     def trigger(self, anchor: datetime) -> Trigger:
         return Trigger(

@@ -21,6 +21,7 @@ from events.domain import AnyDomainEvent, DomainEvent, DomainState, evolve_domai
 from events.job import AnyJobEvent, Dispatched, JobEvent, JobState, evolve
 from events.schedule import AnyScheduleEvent, ScheduleEvent, ScheduleState, evolve_schedule
 from events.streams import EVENTS_STREAM
+from events.template import AnyTemplateEvent, TemplateEvent, TemplateState, evolve_template
 
 WRONG_LAST_SEQUENCE = 10071
 APPEND_TIMEOUT_S = 10.0
@@ -98,6 +99,15 @@ def schedule_append(event: ScheduleEvent, expected: int, msg_id: str | None = No
         expected=expected,
         scope=subjects.schedule_all(event.domain, event.schedule_id),
         msg_id=msg_id,
+    )
+
+
+def template_append(event: TemplateEvent, expected: int) -> Append:
+    return Append(
+        subject=subjects.template(event.domain, event.template, event.type),
+        event=event,
+        expected=expected,
+        scope=subjects.template_all(event.domain, event.template),
     )
 
 
@@ -253,6 +263,16 @@ class EventStore:
             assert isinstance(stored.event, ScheduleEvent)
             event: AnyScheduleEvent = stored.event  # type: ignore[assignment]
             state = evolve_schedule(state, event)
+            last = stored.seq
+        return state, last
+
+    async def read_template(self, domain: str, name: str) -> tuple[TemplateState | None, int]:
+        state: TemplateState | None = None
+        last = 0
+        for stored in await self.read(subjects.template_all(domain, name)):
+            assert isinstance(stored.event, TemplateEvent)
+            event: AnyTemplateEvent = stored.event  # type: ignore[assignment]
+            state = evolve_template(state, event)
             last = stored.seq
         return state, last
 

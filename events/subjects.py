@@ -37,6 +37,14 @@ def schedule_all(domain: str, schedule_id: str) -> str:
     return f"{EVENTS_PREFIX}.{domain}.schedule.{schedule_id}.>"
 
 
+def template(domain: str, name: str, type_: str) -> str:
+    return f"{EVENTS_PREFIX}.{domain}.template.{name}.{type_}"
+
+
+def template_all(domain: str, name: str) -> str:
+    return f"{EVENTS_PREFIX}.{domain}.template.{name}.>"
+
+
 def domain_event(domain: str, type_: str) -> str:
     """A domain's own events: the aggregate id is the domain name itself."""
     return f"{EVENTS_PREFIX}.{domain}.domain.{domain}.{type_}"

@@ -12,6 +12,7 @@ from events.domain import DomainState
 from events.job import JobState
 from events.schedule import AnyScheduleEvent, Fired, Missed, Queued, ScheduleState, Skipped, planned_at
 from events.subjects import EventSubject
+from events.template import TemplateState
 from events.worker import Heartbeat, WorkerState
 
 _encoder = msgspec.json.Encoder()
@@ -178,6 +179,18 @@ def schedule_run_row(seq: int, event: AnyScheduleEvent) -> dict[str, Any] | None
         case _:
             return None
     return row
+
+
+def template_row(state: TemplateState, seq: int) -> dict[str, Any]:
+    return {
+        "domain": state.domain,
+        "name": state.name,
+        "status": "deleted" if state.deleted else "active",
+        "latest_version": state.latest.version,
+        "updated_at": state.updated_at,
+        "last_seq": seq,
+        "state": to_json(state),
+    }
 
 
 def domain_row(state: DomainState, seq: int) -> dict[str, Any]:

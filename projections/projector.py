@@ -29,6 +29,7 @@ from events.job import AnyJobEvent, JobEvent, JobState, Submitted, evolve
 from events.schedule import AnyScheduleEvent, ScheduleEvent, ScheduleState, evolve_schedule
 from events.streams import EVENTS_STREAM, HEARTBEATS_STREAM
 from events.subjects import HEARTBEATS_PREFIX, parse_event
+from events.template import AnyTemplateEvent, TemplateEvent, TemplateState, evolve_template
 from events.worker import AnyWorkerEvent, Heartbeat, WorkerEvent, WorkerState, evolve_worker
 from projections import mapping, schema
 
@@ -50,6 +51,7 @@ class Batch:
     workers: dict[Key, tuple[WorkerState, int]] = field(default_factory=dict)
     schedules: dict[Key, tuple[ScheduleState, int]] = field(default_factory=dict)
     domains: dict[str, tuple[DomainState, int]] = field(default_factory=dict)
+    templates: dict[Key, tuple[TemplateState, int]] = field(default_factory=dict)
     runs: list[dict[str, Any]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
     undecodable: int = 0
@@ -77,6 +79,17 @@ def _load_workers(con: duckdb.DuckDBPyConnection) -> dict[Key, WorkerState]:
 def _load_schedules(con: duckdb.DuckDBPyConnection) -> dict[Key, ScheduleState]:
     rows = con.execute("SELECT domain, id, state FROM schedules").fetchall()
     return {(d, i): msgspec.json.decode(s, type=ScheduleState) for d, i, s in rows}
+
+
+def _load_templates(con: duckdb.DuckDBPyConnection, keys: set[Key]) -> dict[Key, TemplateState]:
+    out: dict[Key, TemplateState] = {}
+    for domain, name in keys:
+        row = con.execute(
+            "SELECT state FROM templates WHERE domain = ? AND name = ?", [domain, name]
+        ).fetchone()
+        if row:
+            out[(domain, name)] = msgspec.json.decode(row[0], type=TemplateState)
+    return out
 
 
 def _load_domains(con: duckdb.DuckDBPyConnection) -> dict[str, DomainState]:
@@ -295,6 +308,7 @@ class Projector:
             lambda keys: _load_jobs(con, keys),
             self._schedules,
             self.domains,
+            lambda keys: _load_templates(con, keys),
         )
         write_batch(con, batch, [mapping.liveness_row(b) for b in beats])
         for key, (state, _) in batch.jobs.items():
@@ -322,6 +336,7 @@ def fold_batch(
     load_jobs: Any,
     schedules: dict[Key, ScheduleState] | None = None,
     domains: dict[str, DomainState] | None = None,
+    load_templates: Any = lambda keys: {},
 ) -> Batch:
     """Decode and fold a run of events into the rows they change; undecodable ones are skipped."""
     batch = Batch(last_seq=raw[-1][0] if raw else 0)
@@ -334,6 +349,11 @@ def fold_batch(
             log.error("skipping undecodable event seq %d on %s: %s", seq, subject, exc)
             continue
         decoded.append((seq, parse_event(subject), event, data))
+    # Templates are few and change rarely: their earlier state comes from the table.
+    template_keys = {(e.domain, e.template) for _, _, e, _ in decoded if isinstance(e, TemplateEvent)}
+    template_states: dict[Key, TemplateState | None] = (
+        dict(load_templates(template_keys)) if template_keys else {}
+    )
     # Jobs whose first event here is not their creation may have earlier events in the table.
     first: dict[Key, bool] = {}
     for _, _, e, _ in decoded:
@@ -359,6 +379,13 @@ def fold_batch(
             wafter = evolve_worker(wbefore, worker_event)
             if wafter is not None:
                 batch.workers[wkey] = (wafter, seq)
+        elif isinstance(event, TemplateEvent):
+            tkey = (event.domain, event.template)
+            template_event: AnyTemplateEvent = event  # type: ignore[assignment]
+            tafter = evolve_template(template_states.get(tkey), template_event)
+            template_states[tkey] = tafter
+            if tafter is not None:
+                batch.templates[tkey] = (tafter, seq)
         elif isinstance(event, DomainEvent):
             dbefore = (
                 batch.domains[event.domain][0]
@@ -409,6 +436,9 @@ def write_batch(con: duckdb.DuckDBPyConnection, batch: Batch, liveness: list[dic
             _replace(con, "schedules", "domain, id", rows)
         if batch.runs:
             _insert(con, "schedule_runs", batch.runs)
+        if batch.templates:
+            rows = [mapping.template_row(t, q) for t, q in batch.templates.values()]
+            _replace(con, "templates", "domain, name", rows)
         if batch.domains:
             rows = [mapping.domain_row(d, q) for d, q in batch.domains.values()]
             _replace(con, "domains", "name", rows)

@@ -129,6 +129,18 @@ SCHEDULE_RUNS = pa.schema(
     ]
 )
 
+TEMPLATES = pa.schema(
+    [
+        ("domain", pa.string()),
+        ("name", pa.string()),
+        ("status", pa.string()),
+        ("latest_version", pa.int64()),
+        ("updated_at", TS),
+        ("last_seq", pa.int64()),
+        ("state", pa.string()),
+    ]
+)
+
 DOMAINS = pa.schema(
     [
         ("name", pa.string()),
@@ -170,6 +182,7 @@ LOG_TABLES: dict[str, tuple[pa.Schema, str]] = {
     "schedules": (SCHEDULES, "domain, id"),
     "schedule_runs": (SCHEDULE_RUNS, "seq"),
     "domains": (DOMAINS, "name"),
+    "templates": (TEMPLATES, "domain, name"),
 }
 ALL_TABLES: dict[str, pa.Schema] = {name: s for name, (s, _) in LOG_TABLES.items()} | {
     "worker_liveness": LIVENESS
@@ -177,7 +190,7 @@ ALL_TABLES: dict[str, pa.Schema] = {name: s for name, (s, _) in LOG_TABLES.items
 
 
 # Bumped whenever a table is added or changed, so an older file is rebuilt from the log.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 def _ddl(name: str, schema: pa.Schema) -> str:

@@ -20,7 +20,7 @@ from services.api.domain_commands import ensure_default
 from services.api.limits import BodyLimit
 from services.api.metrics import ProjectionCollector
 from services.api.ratelimit import RateLimiter, StreamSlots
-from services.api.routes import admin, events, health, jobs, schedules, workers
+from services.api.routes import admin, events, health, jobs, schedules, templates, workers
 from services.api.settings import ApiSettings
 from services.api.strict import no_unknown_query
 from services.runtime.connect import connect, jetstream
@@ -99,7 +99,14 @@ def create_app(settings: ApiSettings) -> FastAPI:
 
     app.add_middleware(CountRequests)
     app.include_router(health.router)
-    for router in (jobs.router, schedules.router, workers.router, events.router, admin.router):
+    for router in (
+        jobs.router,
+        schedules.router,
+        templates.router,
+        workers.router,
+        events.router,
+        admin.router,
+    ):
         app.include_router(router, prefix=API_PREFIX)
     if UI_DIST.is_dir():
         app.mount("/", StaticFiles(directory=UI_DIST, html=True), name="ui")

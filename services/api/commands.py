@@ -32,6 +32,7 @@ async def submit_many(
     specs: list[JobSpec],
     idempotency_key: str | None = None,
     retry_of: str | None = None,
+    templates: list[str | None] | None = None,
 ) -> list[Submission]:
     """Append one `submitted` per spec, each creating its job only if the job has no events yet."""
     keys = [
@@ -39,16 +40,17 @@ async def submit_many(
         for i in range(len(specs))
     ]
     ids = [idempotent_id(domain, k) if k else new_id() for k in keys]
+    refs = templates or [None] * len(specs)
     items = [
         job_append(
             Submitted(
                 domain=domain, actor=actor, job_id=job_id, correlation_id=job_id,
-                spec=spec, idempotency_key=key, retry_of=retry_of,
+                spec=spec, idempotency_key=key, retry_of=retry_of, template=ref,
             ),
             expected=0,
             msg_id=f"submit:{domain}:{key}" if key else None,
         )
-        for job_id, spec, key in zip(ids, specs, keys, strict=True)
+        for job_id, spec, key, ref in zip(ids, specs, keys, refs, strict=True)
     ]  # fmt: skip
     results = await store.append_many(items)
     out: list[Submission] = []

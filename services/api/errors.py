@@ -10,12 +10,13 @@ from fastapi.responses import JSONResponse
 
 from events.base import Conflict, DomainError, NotFound
 from events.firetimes import ScheduleError
+from services.api.models import UNION_TAGS
 
 STATUS: dict[type[DomainError], int] = {NotFound: 404, Conflict: 409, ScheduleError: 422}
 
 
 def _field(loc: tuple[Any, ...]) -> str:
-    parts = [str(p) for p in loc if p not in ("body",)]
+    parts = [str(p) for p in loc if p not in ("body", *UNION_TAGS)]
     return ".".join(parts) or "body"
 
 

@@ -5,7 +5,16 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from events.job import Completion, JobSpec, PythonExecutor, ShellExecutor
 
@@ -198,8 +207,32 @@ class JobIn(Strict):
         )
 
 
+class TemplateJobIn(Strict):
+    """A job from a template: its spec (latest version unless `version` is given), with
+    `overrides` replacing top-level fields; the result is validated like any job."""
+
+    template: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_-]+$")]
+    version: Annotated[int | None, Field(ge=1)] = None
+    overrides: dict[str, Any] = Field(default_factory=dict)
+
+
+# Tags of the job-or-template union; error locations drop them (services/api/errors.py), so a
+# bad field reads "jobs.5.timeout_s", not "jobs.5.(job).timeout_s".
+UNION_TAGS = ("(job)", "(template)")
+
+
+def _job_kind(value: Any) -> str:
+    return UNION_TAGS[1] if isinstance(value, dict) and "template" in value else UNION_TAGS[0]
+
+
+AnyJobIn = Annotated[
+    Annotated[JobIn, Tag(UNION_TAGS[0])] | Annotated[TemplateJobIn, Tag(UNION_TAGS[1])],
+    Discriminator(_job_kind),
+]
+
+
 class BatchIn(Strict):
-    jobs: list[JobIn] = Field(min_length=1, max_length=1000)
+    jobs: list[AnyJobIn] = Field(min_length=1, max_length=1000)
 
 
 class BatchOut(BaseModel):

@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field, model_validator
 
+from events.job import JobSpec
 from events.schedule import CatchupPolicy, OverlapPolicy, ScheduleSpec
-from services.api.models import MAX_LABELS, JobIn, Strict
+from services.api.models import MAX_LABELS, JobIn, Strict, TemplateJobIn
 
 MAX_INTERVAL_S = 10 * 366 * 86400.0
 MAX_WINDOW_S = 366 * 86400.0
@@ -18,7 +19,10 @@ class ScheduleIn(Strict):
     """A schedule as submitted: a full job spec plus exactly one of cron or interval_s."""
 
     name: Annotated[str, Field(min_length=1, max_length=200)]
-    job: JobIn
+    job: JobIn | None = None
+    template: TemplateJobIn | None = Field(
+        default=None, description="instead of job: a template (version pinned at save) with overrides"
+    )
     cron: Annotated[str | None, Field(max_length=200, description="5 fields, or 6 with seconds first")] = None
     interval_s: Annotated[float | None, Field(gt=0, le=MAX_INTERVAL_S)] = None
     timezone: Annotated[str, Field(min_length=1, max_length=64, description="IANA zone")] = "UTC"
@@ -33,9 +37,21 @@ class ScheduleIn(Strict):
     paused: bool = False
     labels: dict[str, str] = Field(default_factory=dict, max_length=MAX_LABELS)
 
-    def to_spec(self) -> ScheduleSpec:
+    @model_validator(mode="after")
+    def _job_or_template(self) -> ScheduleIn:
+        if (self.job is None) == (self.template is None):
+            raise ValueError("give exactly one of job or template")
+        return self
+
+    def to_spec(self, resolved: tuple[JobSpec, str | None] | None = None) -> ScheduleSpec:
+        """`resolved`: the template's spec and reference, when the schedule names a template."""
+        if self.job is not None:
+            job, ref = self.job.to_spec(), None
+        else:
+            assert resolved is not None, "a template schedule needs its template resolved first"
+            job, ref = resolved
         return ScheduleSpec(
-            name=self.name, job=self.job.to_spec(), cron=self.cron, interval_s=self.interval_s,
+            name=self.name, job=job, template=ref, cron=self.cron, interval_s=self.interval_s,
             timezone=self.timezone, start_at=self.start_at, end_at=self.end_at, jitter_s=self.jitter_s,
             overlap_policy=self.overlap_policy, catchup_policy=self.catchup_policy,
             catchup_window_s=self.catchup_window_s, max_catchup=self.max_catchup,
@@ -48,6 +64,7 @@ class SchedulePatch(Strict):
 
     name: Annotated[str | None, Field(min_length=1, max_length=200)] = None
     job: JobIn | None = None
+    template: TemplateJobIn | None = None
     cron: Annotated[str | None, Field(max_length=200)] = None
     interval_s: Annotated[float | None, Field(gt=0, le=MAX_INTERVAL_S)] = None
     timezone: Annotated[str | None, Field(min_length=1, max_length=64)] = None
@@ -70,6 +87,10 @@ class SchedulePatch(Strict):
             current.pop("cron", None)
         if "job" in changes and self.job is not None:
             changes["job"] = self.job.model_dump(exclude_unset=True)
+        if self.template is not None:
+            current.pop("job", None)
+            changes["template"] = self.template.model_dump(exclude_unset=True)
+        current.pop("template", None)  # the stored "name@version"; the route carries it over
         current.pop("paused", None)
         return ScheduleIn.model_validate({**current, **changes})
 

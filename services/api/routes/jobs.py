@@ -13,10 +13,10 @@ from events import subjects
 from events.ids import is_token
 from events.streams import LOGS_STREAM
 from projections import queries
-from services.api import commands
+from services.api import commands, templating
 from services.api.auth import Caller, caller
 from services.api.deps import js, open_stream, query, settle, store
-from services.api.models import BatchIn, BatchOut, CancelIn, JobIn, Page
+from services.api.models import AnyJobIn, BatchIn, BatchOut, CancelIn, Page
 from services.api.streams import follow, line_dict, read_logs
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
@@ -35,14 +35,15 @@ async def _job_or_404(request: Request, who: Caller, job_id: str) -> dict[str, A
 
 @router.post("", status_code=201, summary="Submit a job")
 async def submit(
-    body: JobIn,
+    body: AnyJobIn,
     request: Request,
     response: Response,
     who: Caller = Depends(caller),
     idempotency_key: str | None = IdempotencyKey,
 ) -> dict[str, Any]:
+    spec, ref = await templating.resolve(request, who, body)
     [sub] = await commands.submit_many(
-        store(request), who.domain, who.actor, [body.to_spec()], idempotency_key
+        store(request), who.domain, who.actor, [spec], idempotency_key, templates=[ref]
     )
     await settle(request, sub.seq)
     if not sub.created:
@@ -58,8 +59,10 @@ async def submit_batch(
     who: Caller = Depends(caller),
     idempotency_key: str | None = IdempotencyKey,
 ) -> BatchOut:
-    specs = [job.to_spec() for job in body.jobs]
-    subs = await commands.submit_many(store(request), who.domain, who.actor, specs, idempotency_key)
+    specs, refs = await templating.resolve_all(request, who, body.jobs)
+    subs = await commands.submit_many(
+        store(request), who.domain, who.actor, specs, idempotency_key, templates=refs
+    )
     created = sum(1 for s in subs if s.created)
     await settle(request, max((s.seq for s in subs), default=0) if created == len(subs) else 0)
     if created == 0:

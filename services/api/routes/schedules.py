@@ -12,6 +12,7 @@ from events.base import Conflict, utcnow
 from events.firetimes import fire_times
 from events.ids import is_token
 from events.schedule import (
+    ScheduleSpec,
     ScheduleState,
     decide_delete,
     decide_pause,
@@ -21,6 +22,7 @@ from events.schedule import (
 )
 from projections import schedule_queries
 from services.api import schedule_commands as commands
+from services.api import templating
 from services.api.auth import Caller, caller
 from services.api.deps import query, settle, store
 from services.api.schedule_models import (
@@ -56,13 +58,20 @@ async def _live(request: Request, who: Caller, schedule_id: str) -> dict[str, An
     return found
 
 
+async def _spec(request: Request, who: Caller, body: ScheduleIn) -> ScheduleSpec:
+    if body.template is None:
+        return body.to_spec()
+    return body.to_spec(await templating.resolve(request, who, body.template))
+
+
 @router.post("", status_code=201, summary="Create a schedule")
 async def create(body: ScheduleIn, request: Request, who: Caller = Depends(caller)) -> dict[str, Any]:
     if await query(request, schedule_queries.find_by_name, who.domain, body.name) is not None:
         raise Conflict(
             f"a schedule named {body.name!r} exists; change it with PATCH or use /schedules/upsert"
         )
-    schedule_id, seq = await commands.create(store(request), who.domain, who.actor, body.to_spec())
+    spec = await _spec(request, who, body)
+    schedule_id, seq = await commands.create(store(request), who.domain, who.actor, spec)
     await settle(request, seq)
     return await _view(request, who, schedule_id)
 
@@ -72,7 +81,7 @@ async def upsert(
     body: ScheduleIn, request: Request, response: Response, who: Caller = Depends(caller)
 ) -> dict[str, Any]:
     existing = await query(request, schedule_queries.find_by_name, who.domain, body.name)
-    spec = body.to_spec()
+    spec = await _spec(request, who, body)
     if existing is None:
         schedule_id, seq = await commands.create(store(request), who.domain, who.actor, spec)
         response.status_code = 201
@@ -111,10 +120,16 @@ async def patch(
     schedule_id: str, body: SchedulePatch, request: Request, who: Caller = Depends(caller)
 ) -> dict[str, Any]:
     await _live(request, who, schedule_id)
+    resolved = await templating.resolve(request, who, body.template) if body.template else None
 
     def decide(state: ScheduleState) -> Any:
-        merged = body.merge(msgspec.to_builtins(state.spec)).to_spec()
-        return decide_update(state, msgspec.structs.replace(merged, paused=state.spec.paused), who.actor)
+        merged = body.merge(msgspec.to_builtins(state.spec))
+        if resolved is not None:
+            spec = merged.to_spec(resolved)
+        else:
+            keep = state.spec.template if body.job is None else None
+            spec = msgspec.structs.replace(merged.to_spec(), template=keep)
+        return decide_update(state, msgspec.structs.replace(spec, paused=state.spec.paused), who.actor)
 
     seq = await commands.change(store(request), who.domain, schedule_id, decide)
     await settle(request, seq)
