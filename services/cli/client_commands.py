@@ -127,9 +127,12 @@ def register(app: typer.Typer) -> None:
     app.command()(logs)
     app.add_typer(jobs_app, name="jobs")
     app.add_typer(workers_app, name="workers")
+    from services.cli.admin_commands import domains_app, templates_app
     from services.cli.schedule_commands import schedules_app
 
     app.add_typer(schedules_app, name="schedules")
+    app.add_typer(domains_app, name="domains")
+    app.add_typer(templates_app, name="templates")
 
 
 def submit(
@@ -155,6 +158,11 @@ def submit(
         str | None, typer.Option("--file", "-f", help="JSON job, list of jobs, or - for stdin")
     ] = None,
     idempotency_key: Annotated[str | None, typer.Option(help="same key, same job")] = None,
+    template: Annotated[str | None, typer.Option(help="run this template instead of a spec")] = None,
+    version: Annotated[int | None, typer.Option(help="the template's version [default: latest]")] = None,
+    override: Annotated[
+        list[str], typer.Option("--override", help="KEY=JSON replacing a field of the template's job")
+    ] = [],  # noqa: B006
     wait: Annotated[bool, typer.Option("--wait", help="stream the output and wait for the end")] = False,
     url: Url = None,
     token: Token = None,
@@ -163,6 +171,23 @@ def submit(
     """Submit a job (or, with --file holding a list, a batch of up to 1,000)."""
     client = Client.from_env(url, token)
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+    if template is not None:
+        given = [n for n, v in (("--shell", shell), ("--python", python_script), ("--module", module),
+                                ("--callable", callable_), ("--file", file)) if v is not None]  # fmt: skip
+        if given:
+            raise fail(f"--template names the job; drop {', '.join(given)} (use --override)", EXIT_BAD_INPUT)
+        from services.cli.admin_commands import overrides
+
+        body: dict[str, Any] = {"template": template, "overrides": overrides(override)}
+        if version is not None:
+            body["version"] = version
+        job = _call(client.post, "/jobs", body, headers)
+        if not wait:
+            render.print_json(job) if as_json else typer.echo(job["id"])
+            return
+        final = _wait_one(client, job["id"])
+        render.print_json(final) if as_json else typer.echo(f"job {job['id']}: {final['status']}", err=True)
+        raise typer.Exit(0 if final["status"] == "succeeded" else EXIT_JOB_FAILED)
     loaded = _load_file(file) if file else {}
     if isinstance(loaded, dict) and "jobs" in loaded:
         loaded = loaded["jobs"]

@@ -84,3 +84,33 @@ def test_cli_submit_wait_jobs_logs_workers_and_errors(system: System, tmp_path: 
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert down.returncode == 5 and "cannot reach" in down.stderr
+
+
+def test_cli_domains_tokens_and_templates(system: System, tmp_path: Path) -> None:
+    made = cli(system, "domains", "create", "cli-team", "--description", "from the cli")
+    assert made.returncode == 0, made.stderr
+    token = made.stdout.strip()
+    assert token.startswith("jst_") and "shown this once" in made.stderr
+    assert cli(system, "jobs", "ls", token=token).returncode == 0
+    assert "cli-team" in cli(system, "domains", "ls").stdout
+    assert cli(system, "domains", "ls", token=token).returncode == 3  # a domain token is not admin
+    token_id = token.split("_")[1]
+    assert token_id in cli(system, "domains", "tokens", "cli-team").stdout
+    assert cli(system, "domains", "revoke-token", "cli-team", token_id).returncode == 0
+    assert cli(system, "jobs", "ls", token=token).returncode == 3
+
+    spec = tmp_path / "job.json"
+    spec.write_text(json.dumps({"name": "greet", "executor": {"type": "shell", "script": "echo hi $WHO"}}))
+    saved = cli(system, "templates", "save", "greet", "--file", str(spec))
+    assert saved.returncode == 0 and saved.stdout.strip() == "greet@1", saved.stderr
+    assert "greet" in cli(system, "templates", "ls").stdout
+    ran = cli(
+        system, "submit", "--template", "greet", "--override", 'env={"WHO": "there"}', "--wait", "--json"
+    )
+    assert ran.returncode == 0, ran.stderr
+    job = json.loads(ran.stdout)
+    assert job["template"] == "greet@1" and job["status"] == "succeeded"
+    lines = cli(system, "logs", job["id"]).stdout
+    assert "hi there" in lines
+    bad = cli(system, "submit", "--template", "greet", "--shell", "true")
+    assert bad.returncode == 2 and "--override" in bad.stderr
