@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
@@ -17,11 +18,13 @@ from opentelemetry.propagate import inject
 from events import subjects
 from events.base import Conflict, Event
 from events.codec import decode_event, encode
-from events.domain import AnyDomainEvent, DomainEvent, DomainState, evolve_domain
-from events.job import AnyJobEvent, Dispatched, JobEvent, JobState, evolve
-from events.schedule import AnyScheduleEvent, ScheduleEvent, ScheduleState, evolve_schedule
+from events.domain import DomainEvent, DomainState, evolve_domain
+from events.job import Dispatched, JobEvent, JobState, evolve
+from events.schedule import ScheduleEvent, ScheduleState, evolve_schedule
 from events.streams import EVENTS_STREAM
-from events.template import AnyTemplateEvent, TemplateEvent, TemplateState, evolve_template
+from events.template import TemplateEvent, TemplateState, evolve_template
+
+S = TypeVar("S")
 
 WRONG_LAST_SEQUENCE = 10071
 APPEND_TIMEOUT_S = 10.0
@@ -245,46 +248,28 @@ class EventStore:
             out.append(Stored(raw.seq, raw.subject, decode_event(raw.subject, raw.data or b"")))
             seq = raw.seq + 1
 
-    async def read_job(self, domain: str, job_id: str) -> tuple[JobState | None, int]:
-        """A job's current state and the sequence of its last event (0 if it has none)."""
-        state: JobState | None = None
+    async def fold(
+        self, filter_subject: str, evolve_fn: Callable[[S | None, Any], S | None]
+    ) -> tuple[S | None, int]:
+        """An aggregate's current state from its events, and the sequence of its last one (0: none)."""
+        state: S | None = None
         last = 0
-        for stored in await self.read(subjects.job_all(domain, job_id)):
-            assert isinstance(stored.event, JobEvent)
-            event: AnyJobEvent = stored.event  # type: ignore[assignment]
-            state = evolve(state, event)
+        for stored in await self.read(filter_subject):
+            state = evolve_fn(state, stored.event)
             last = stored.seq
         return state, last
+
+    async def read_job(self, domain: str, job_id: str) -> tuple[JobState | None, int]:
+        return await self.fold(subjects.job_all(domain, job_id), evolve)
 
     async def read_schedule(self, domain: str, schedule_id: str) -> tuple[ScheduleState | None, int]:
-        state: ScheduleState | None = None
-        last = 0
-        for stored in await self.read(subjects.schedule_all(domain, schedule_id)):
-            assert isinstance(stored.event, ScheduleEvent)
-            event: AnyScheduleEvent = stored.event  # type: ignore[assignment]
-            state = evolve_schedule(state, event)
-            last = stored.seq
-        return state, last
+        return await self.fold(subjects.schedule_all(domain, schedule_id), evolve_schedule)
 
     async def read_template(self, domain: str, name: str) -> tuple[TemplateState | None, int]:
-        state: TemplateState | None = None
-        last = 0
-        for stored in await self.read(subjects.template_all(domain, name)):
-            assert isinstance(stored.event, TemplateEvent)
-            event: AnyTemplateEvent = stored.event  # type: ignore[assignment]
-            state = evolve_template(state, event)
-            last = stored.seq
-        return state, last
+        return await self.fold(subjects.template_all(domain, name), evolve_template)
 
     async def read_domain(self, name: str) -> tuple[DomainState | None, int]:
-        state: DomainState | None = None
-        last = 0
-        for stored in await self.read(subjects.domain_all(name)):
-            assert isinstance(stored.event, DomainEvent)
-            event: AnyDomainEvent = stored.event  # type: ignore[assignment]
-            state = evolve_domain(state, event)
-            last = stored.seq
-        return state, last
+        return await self.fold(subjects.domain_all(name), evolve_domain)
 
     async def last_seq(self) -> int:
         info = await self.js.stream_info(self.stream)

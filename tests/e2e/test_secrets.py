@@ -2,35 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import httpx
 import pytest
 
 from events.streams import EVENTS_STREAM, LOGS_STREAM
-from services.runtime.connect import connect, jetstream
 from tests.e2e.system import TOKEN, System, shell_job
+from tests.integration.inprocess import stream_dump
 
 pytestmark = pytest.mark.slow
-
-
-def stream_bytes(url: str, stream: str, subject: str) -> bytes:
-    async def read() -> bytes:
-        nc = await connect(url, "probe", max_reconnect_attempts=0)
-        sub = await jetstream(nc).subscribe(subject, stream=stream, ordered_consumer=True)
-        out = []
-        try:
-            while True:
-                msg = await sub.next_msg(timeout=1)
-                out.append(msg.subject.encode() + b" " + msg.data + repr(msg.headers).encode())
-                if msg.metadata.num_pending == 0:
-                    break
-        except TimeoutError:
-            pass
-        await nc.close()
-        return b"\n".join(out)
-
-    return asyncio.run(read())
 
 
 def test_tokens_are_never_logged_stored_or_echoed(system: System) -> None:
@@ -53,8 +32,8 @@ def test_tokens_are_never_logged_stored_or_echoed(system: System) -> None:
 
     planted = {secret.encode(), TOKEN.encode()}
     logs = b"".join(p.read_bytes() for p in system.tmp.glob("*.log"))
-    events = stream_bytes(system.nats.url, EVENTS_STREAM, "ev.>")
-    lines = stream_bytes(system.nats.url, LOGS_STREAM, "log.>")
+    events = stream_dump(system.nats.url, EVENTS_STREAM, "ev.>")
+    lines = stream_dump(system.nats.url, LOGS_STREAM, "log.>")
     assert b"token_issued" in events and b"working" in lines  # the places searched are not empty
     for value in planted:
         assert value not in logs, "a token is in a process log"

@@ -2,41 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from events.store import EventStore
-from services.api.app import create_app
-from services.api.settings import ApiSettings
-from services.runtime.connect import connect, jetstream
 from services.runtime.nats_server import NatsServer
-
-TOKEN = "test-admin-token"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
+from tests.integration.inprocess import AUTH, api_client, last_seq
 
 
 @pytest.fixture(scope="module")
 def api(nats_server: NatsServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    db = tmp_path_factory.mktemp("api") / "projection.duckdb"
-    app = create_app(ApiSettings(nats_url=nats_server.url, db_path=Path(db), admin_token=TOKEN))
-    with TestClient(app, base_url="http://127.0.0.1") as client:
+    with api_client(nats_server.url, tmp_path_factory.mktemp("api")) as client:
         yield client
-
-
-def last_seq(url: str) -> int:
-    async def read() -> int:
-        nc = await connect(url, "probe", max_reconnect_attempts=0)
-        try:
-            return await EventStore(nc, jetstream(nc)).last_seq()
-        finally:
-            await nc.close()
-
-    return asyncio.run(read())
 
 
 def shell(script: str = "true", **extra: Any) -> dict[str, Any]:

@@ -3,25 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
-from services.api.app import create_app
-from services.api.settings import ApiSettings
 from services.runtime.nats_server import NatsServer
-from tests.integration.test_api import AUTH, TOKEN
+from tests.integration.inprocess import AUTH, api_client
 
 
 @pytest.fixture(scope="module")
 def api(nats_server: NatsServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    db = tmp_path_factory.mktemp("limits-api") / "projection.duckdb"
-    settings = ApiSettings(
-        nats_url=nats_server.url, db_path=Path(db), admin_token=TOKEN,
-        rate_limit_per_s=1, rate_limit_burst=5, streams_per_token=1,
-    )  # fmt: skip
-    with TestClient(create_app(settings), base_url="http://127.0.0.1") as client:
+    limits = {"rate_limit_per_s": 1, "rate_limit_burst": 5, "streams_per_token": 1}
+    with api_client(nats_server.url, tmp_path_factory.mktemp("limits-api"), **limits) as client:
         yield client
 
 

@@ -2,29 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
 from events.streams import EVENTS_STREAM
-from services.api.app import create_app
-from services.api.settings import ApiSettings
-from services.runtime.connect import connect, jetstream
 from services.runtime.nats_server import NatsServer
-from tests.integration.test_api import AUTH, TOKEN, last_seq
+from tests.integration.inprocess import AUTH, TOKEN, api_client, last_seq, stream_dump
 
 V1 = "/api/v1"
 
 
 @pytest.fixture(scope="module")
 def api(nats_server: NatsServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    db = tmp_path_factory.mktemp("domains-api") / "projection.duckdb"
-    app = create_app(ApiSettings(nats_url=nats_server.url, db_path=Path(db), admin_token=TOKEN))
-    with TestClient(app, base_url="http://127.0.0.1") as client:
+    with api_client(nats_server.url, tmp_path_factory.mktemp("domains-api")) as client:
         yield client
 
 
@@ -42,26 +35,6 @@ def make_domain(api: TestClient, name: str) -> str:
 
 def shell(name: str = "t") -> dict[str, Any]:
     return {"name": name, "executor": {"type": "shell", "script": "true"}}
-
-
-def all_event_data(url: str) -> bytes:
-    async def read() -> bytes:
-        nc = await connect(url, "probe", max_reconnect_attempts=0)
-        js = jetstream(nc)
-        sub = await js.subscribe("ev.>", stream=EVENTS_STREAM, ordered_consumer=True)
-        out = []
-        try:
-            while True:
-                msg = await sub.next_msg(timeout=1)
-                out.append(msg.subject.encode() + b" " + msg.data)
-                if msg.metadata.num_pending == 0:
-                    break
-        except TimeoutError:
-            pass
-        await nc.close()
-        return b"\n".join(out)
-
-    return asyncio.run(read())
 
 
 def test_default_domain_exists_and_the_admin_token_manages_domains(api: TestClient) -> None:
@@ -82,7 +55,7 @@ def test_token_secrets_are_never_stored_or_shown(api: TestClient, nats_server: N
     listed = api.get(f"{V1}/admin/domains/secretive/tokens", headers=AUTH).json()
     assert len(listed) == 1 and listed[0]["name"] == "first"
     assert secret not in str(listed) and "sha256" not in str(listed)
-    assert secret.encode() not in all_event_data(nats_server.url)
+    assert secret.encode() not in stream_dump(nats_server.url, EVENTS_STREAM, "ev.>")
 
 
 def test_a_domain_token_sees_and_changes_only_its_domain(api: TestClient) -> None:

@@ -6,7 +6,6 @@ the event log as it was. Without a token: 401 everywhere but the open probes.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,13 +15,12 @@ import pytest
 import schemathesis
 from schemathesis.generation import GenerationMode
 
-from events.store import EventStore
 from services.api.app import create_app
 from services.api.settings import ApiSettings
-from services.runtime.connect import connect, jetstream
 from services.runtime.nats_server import NatsServer
 from services.runtime.ports import free_port
 from tests.e2e.system import TOKEN, System
+from tests.integration.inprocess import last_seq
 
 pytestmark = pytest.mark.slow
 
@@ -53,17 +51,6 @@ def _load_schema() -> Any:
 
 
 schema = _load_schema()
-
-
-def last_seq(url: str) -> int:
-    async def read() -> int:
-        nc = await connect(url, "fuzz-probe", max_reconnect_attempts=0)
-        try:
-            return await EventStore(nc, jetstream(nc)).last_seq()
-        finally:
-            await nc.close()
-
-    return asyncio.run(read())
 
 
 @schema.parametrize()

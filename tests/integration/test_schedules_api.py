@@ -4,25 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from services.api.app import create_app
-from services.api.settings import ApiSettings
 from services.runtime.nats_server import NatsServer
-from tests.integration.test_api import AUTH, TOKEN, last_seq
+from tests.integration.inprocess import AUTH, api_client, last_seq
 
 V1 = "/api/v1"
 
 
 @pytest.fixture(scope="module")
 def api(nats_server: NatsServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    db = tmp_path_factory.mktemp("sched-api") / "projection.duckdb"
-    app = create_app(ApiSettings(nats_url=nats_server.url, db_path=Path(db), admin_token=TOKEN))
-    with TestClient(app, base_url="http://127.0.0.1") as client:
+    with api_client(nats_server.url, tmp_path_factory.mktemp("sched-api")) as client:
         yield client
 
 
