@@ -161,7 +161,9 @@ class Jobstream:
 
     @property
     def nats_url(self) -> str:
-        return f"nats://127.0.0.1:{self.nats_port}"
+        """With the service login `up` keeps in its data dir: the server refuses anonymous clients."""
+        password = (self.tmp / "data" / "nats_password").read_text().strip()
+        return f"nats://jobstream:{password}@127.0.0.1:{self.nats_port}"
 
     def start(self) -> None:
         log = open(self.tmp / "up.log", "wb")  # noqa: SIM115

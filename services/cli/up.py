@@ -52,6 +52,23 @@ def choose_port(host: str, wanted: int | None, default: int, what: str) -> int:
     return default if port_is_free(host, default) else free_port(host)
 
 
+SERVICE_USER = "jobstream"
+
+
+def service_password(data_dir: Path) -> str:
+    """The embedded server's password for jobstream's own services: NATS_SERVICE_PASSWORD,
+    else the one kept in the data dir, else a new one."""
+    if os.environ.get("NATS_SERVICE_PASSWORD"):
+        return os.environ["NATS_SERVICE_PASSWORD"]
+    path = data_dir / "nats_password"
+    if path.exists():
+        return path.read_text().strip()
+    password = secrets.token_urlsafe(24)
+    path.touch(mode=0o600)
+    path.write_text(password + "\n")
+    return password
+
+
 def admin_token(data_dir: Path) -> tuple[str, bool]:
     """ADMIN_TOKEN from the environment, else the one kept in the data dir, else a new one."""
     if os.environ.get("ADMIN_TOKEN"):
@@ -134,8 +151,11 @@ def _run(opts: UpOptions) -> int:
         nats_url = opts.nats_url
     else:
         nats_port = choose_port(opts.host, opts.nats_port, DEFAULT_NATS_PORT, "NATS")
-        server = NatsServer(data_dir / "nats", opts.host, nats_port, log_file=data_dir / "nats.log").start()
-        nats_url = server.url
+        server = NatsServer(
+            data_dir / "nats", opts.host, nats_port, log_file=data_dir / "nats.log",
+            users={SERVICE_USER: service_password(data_dir)},
+        ).start()  # fmt: skip
+        nats_url = server.url_for(SERVICE_USER)
     children: list[Child] = []
     stopping = False
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -41,7 +42,10 @@ class NatsServer:
         port: int = 4222,
         log_file: Path | None = None,
         extra_args: list[str] | None = None,
+        users: dict[str, str] | None = None,
     ) -> None:
+        """`users` (name to password): clients must log in as one of them; none means open."""
+        self.users = users or {}
         self.store_dir = store_dir
         self.host = host
         self.port = port
@@ -64,6 +68,7 @@ class NatsServer:
             self.host,
             "-p",
             str(self.port),
+            *self._auth_args(),
             *self.extra_args,
         ]
         out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
@@ -81,6 +86,23 @@ class NatsServer:
             time.sleep(0.05)
         self.stop()
         raise ServerError(f"nats-server did not listen on {self.host}:{self.port} in time")
+
+    def _auth_args(self) -> list[str]:
+        """Users go in a config file only its owner can read, never on the command line (ps)."""
+        if not self.users:
+            return []
+        conf = self.store_dir.parent / f"{self.store_dir.name}-auth.conf"
+        entries = ", ".join(
+            f"{{user: {json.dumps(name)}, password: {json.dumps(pw)}}}" for name, pw in self.users.items()
+        )
+        conf.touch(mode=0o600, exist_ok=True)
+        conf.chmod(0o600)
+        conf.write_text(f"authorization {{\n  users = [{entries}]\n}}\n")
+        return ["-c", str(conf)]
+
+    def url_for(self, user: str) -> str:
+        """A URL that logs in as `user` (it holds the password: keep it out of logs)."""
+        return f"nats://{user}:{self.users[user]}@{self.host}:{self.port}"
 
     def stop(self, timeout: float = 10.0) -> None:
         if self.proc is None or self.proc.poll() is not None:

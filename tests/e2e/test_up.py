@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import signal
@@ -12,6 +13,7 @@ import time
 from pathlib import Path
 
 import httpx
+import nats
 import pytest
 
 from services.runtime.ports import free_port
@@ -60,6 +62,15 @@ class Up:
         return self.proc.wait(60)
 
 
+async def _can_connect(url: str) -> bool:
+    try:
+        nc = await nats.connect(url, max_reconnect_attempts=0, allow_reconnect=False, connect_timeout=2)
+    except Exception:
+        return False
+    await nc.close()
+    return True
+
+
 def _wait_done(c: httpx.Client, job_id: str) -> dict[str, object]:
     for _ in range(300):
         job = c.get(f"/jobs/{job_id}").json()
@@ -76,6 +87,14 @@ def test_up_runs_jobs_and_a_restart_keeps_everything(tmp_path: Path) -> None:
     try:
         assert (data / "admin_token").read_text().strip() == up.token
         assert f"NATS_URL={up.nats_url} jobstream worker" in up.output()
+        # The embedded server takes only jobstream's own service login (in the banner's URL).
+        password = (data / "nats_password").read_text().strip()
+        assert f"jobstream:{password}@" in up.nats_url
+        assert (data / "nats_password").stat().st_mode & 0o077 == 0
+        assert asyncio.run(_can_connect(up.nats_url)) is True
+        anonymous = up.nats_url.replace(f"jobstream:{password}@", "")
+        assert asyncio.run(_can_connect(anonymous)) is False
+        assert asyncio.run(_can_connect(anonymous.replace("nats://", "nats://jobstream:wrong@"))) is False
         with up.client() as c:
             job = c.post(
                 "/jobs", json={"name": "hi", "executor": {"type": "shell", "script": "echo hi"}}
