@@ -13,6 +13,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import bcrypt
 import msgspec
 from msgspec import structs
 
@@ -23,6 +24,7 @@ TOKEN_PREFIX = "jst"
 SECRET_BYTES = 32
 MAX_OVERLAP_S = 30 * 86400.0
 DEFAULT_DOMAIN = "prod"
+BCRYPT_ROUNDS = 10  # ~60 ms here, once per token issued; nats-server pays it once per connection
 
 
 class DomainEvent(Event, frozen=True, kw_only=True):
@@ -38,6 +40,8 @@ class TokenIssued(DomainEvent, frozen=True, kw_only=True, tag="token_issued"):
     name: str
     secret_sha256: str
     expires_at: datetime | None = None
+    # bcrypt of the secret, for the broker: nats-server checks a domain's logins against it.
+    secret_bcrypt: str | None = None
 
 
 class TokenRevoked(DomainEvent, frozen=True, kw_only=True, tag="token_revoked"):
@@ -83,6 +87,7 @@ class TokenInfo(msgspec.Struct, frozen=True, omit_defaults=True):
     expires_at: datetime | None = None
     revoked_at: datetime | None = None
     replaced_by: str | None = None
+    secret_bcrypt: str | None = None
 
     def usable(self, now: datetime) -> bool:
         return self.revoked_at is None and (self.expires_at is None or now < self.expires_at)
@@ -123,7 +128,7 @@ def evolve_domain(state: DomainState | None, event: AnyDomainEvent) -> DomainSta
     at = event.at
     match event:
         case TokenIssued(token_id=tid, name=name, secret_sha256=digest, expires_at=expires):
-            token = TokenInfo(tid, name, digest, at, expires)
+            token = TokenInfo(tid, name, digest, at, expires, secret_bcrypt=event.secret_bcrypt)
             return structs.replace(state, tokens=(*state.tokens, token), updated_at=at)
         case TokenRevoked(token_id=tid):
             return structs.replace(state, tokens=_replace_token(state, tid, revoked_at=at), updated_at=at)
@@ -160,6 +165,7 @@ def make_token(domain: str, name: str, actor: str, expires_at: datetime | None =
     event = TokenIssued(
         domain=domain, actor=actor, correlation_id=domain, token_id=token_id, name=name,
         secret_sha256=sha256_hex(secret), expires_at=expires_at,
+        secret_bcrypt=bcrypt.hashpw(secret.encode(), bcrypt.gensalt(rounds=BCRYPT_ROUNDS)).decode(),
     )  # fmt: skip
     return NewToken(f"{TOKEN_PREFIX}_{token_id}_{secret}", event)
 

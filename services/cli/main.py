@@ -86,6 +86,18 @@ def scheduler(nats_url: str = typer.Option("nats://127.0.0.1:4222", envvar="NATS
     run(nats_url)
 
 
+@app.command("broker-auth", hidden=True)
+def broker_auth(
+    conf: Path = typer.Option(..., help="the nats-server authorization file to keep up to date"),
+    server_pid: int = typer.Option(..., help="the nats-server to reload (SIGHUP)"),
+    nats_url: str = typer.Option("nats://127.0.0.1:4222", envvar="NATS_URL"),
+) -> None:
+    """Keep the embedded server's logins in step with domains and tokens (started by `up`)."""
+    from services.broker.main import run
+
+    run(nats_url, conf, server_pid)
+
+
 @app.command()
 def projector(
     nats_url: str = typer.Option("nats://127.0.0.1:4222", envvar="NATS_URL"),

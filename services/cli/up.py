@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 
 from events.streams import provision
+from services.runtime import broker_auth
 from services.runtime.children import child_kwargs
 from services.runtime.connect import connect, jetstream
 from services.runtime.nats_server import NatsServer, ServerError
@@ -52,7 +53,7 @@ def choose_port(host: str, wanted: int | None, default: int, what: str) -> int:
     return default if port_is_free(host, default) else free_port(host)
 
 
-SERVICE_USER = "jobstream"
+SERVICE_USER = broker_auth.SERVICE_USER
 
 
 def service_password(data_dir: Path) -> str:
@@ -175,6 +176,17 @@ def _run(opts: UpOptions) -> int:
         )
         children.append(Child("dispatcher", [*cli, "dispatcher"], env))
         children.append(Child("scheduler", [*cli, "scheduler"], env))
+        if server is not None and server.proc is not None:
+            argv = [
+                *cli,
+                "broker-auth",
+                "--conf",
+                str(server.auth_conf),
+                "--server-pid",
+                str(server.proc.pid),
+            ]
+            auth_env = {**env, "NATS_SERVICE_PASSWORD": server.users[SERVICE_USER]}
+            children.append(Child("broker-auth", argv, auth_env))
         for i in range(1, opts.workers + 1):
             argv = [*cli, "worker", "--id", f"local-{i}", "--max-concurrency", str(opts.worker_concurrency)]
             children.append(Child(f"worker local-{i}", argv, env))

@@ -91,14 +91,19 @@ class NatsServer:
         """Users go in a config file only its owner can read, never on the command line (ps)."""
         if not self.users:
             return []
-        conf = self.store_dir.parent / f"{self.store_dir.name}-auth.conf"
         entries = ", ".join(
             f"{{user: {json.dumps(name)}, password: {json.dumps(pw)}}}" for name, pw in self.users.items()
         )
+        conf = self.auth_conf
         conf.touch(mode=0o600, exist_ok=True)
         conf.chmod(0o600)
         conf.write_text(f"authorization {{\n  users = [{entries}]\n}}\n")
         return ["-c", str(conf)]
+
+    @property
+    def auth_conf(self) -> Path:
+        """The server's logins; `jobstream broker-auth` rewrites it and reloads the server."""
+        return self.store_dir.parent / f"{self.store_dir.name}-auth.conf"
 
     def url_for(self, user: str) -> str:
         """A URL that logs in as `user` (it holds the password: keep it out of logs)."""

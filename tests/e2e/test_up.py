@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import os
 import re
 import signal
@@ -143,3 +145,83 @@ def test_taken_default_port_is_replaced_by_a_free_one(tmp_path: Path) -> None:
             assert httpx.get(f"{up.api_url}/health").status_code == 200
         finally:
             assert up.stop() == 0
+
+
+def test_a_domain_token_reads_only_its_domain_at_the_broker(tmp_path: Path) -> None:
+    up = Up(tmp_path / "data", "--port", str(free_port()), "--nats-port", str(free_port()), "--workers", "0")
+    up.wait_banner()
+    try:
+        with up.client() as c:
+            tokens = {}
+            for name in ("blue", "green"):
+                made = c.post("/admin/domains", json={"name": name})
+                assert made.status_code == 201, made.text
+                tokens[name] = made.json()["token"]["token"]
+        host_port = up.nats_url.rsplit("@", 1)[1]
+        token_id, secret = tokens["blue"].split("_", 2)[1:]
+        blue_url = f"nats://jst_{token_id}:{secret}@{host_port}"
+        result = asyncio.run(_broker_matrix(up, blue_url))
+        assert "ev.blue.job" in result["own"] and set(result["own"]) <= {"ev.blue.job", "ev.blue.domain"}, (
+            result
+        )
+        errors = [e.lower() for e in result["errors"]]  # type: ignore[attr-defined]
+        assert result["other"] == [] and any('subscription to "ev.green.>"' in e for e in errors), result
+        assert result["publish_refused"], result
+        assert result["closed_after_revoke_s"] is not None and result["closed_after_revoke_s"] < 5, result
+    finally:
+        assert up.stop() == 0
+
+
+async def _broker_matrix(up: Up, blue_url: str) -> dict[str, object]:
+    errors: list[str] = []
+    disconnected = asyncio.Event()
+
+    async def on_error(exc: Exception) -> None:
+        errors.append(str(exc))
+
+    async def on_disconnect() -> None:
+        disconnected.set()
+
+    # The broker learns new logins within about a second of the domain's creation.
+    nc = None
+    for _ in range(50):
+        try:
+            nc = await nats.connect(blue_url, error_cb=on_error, disconnected_cb=on_disconnect,
+                                    max_reconnect_attempts=0, allow_reconnect=False)  # fmt: skip
+            break
+        except Exception:
+            await asyncio.sleep(0.1)
+    assert nc is not None, "the domain token never got a broker login"
+    own: list[str] = []
+    other: list[str] = []
+    await nc.subscribe("ev.blue.>", cb=functools.partial(_note, own))
+    await nc.subscribe("ev.green.>", cb=functools.partial(_note, other))
+    await nc.flush()
+    with up.client() as c:
+        for name in ("blue", "green"):
+            job = {"name": "j", "executor": {"type": "shell", "script": "true"}}
+            assert c.post("/jobs", json=job, headers={"X-Domain": name}).status_code == 201
+    await asyncio.sleep(1.0)
+    before = len(errors)
+    await nc.publish("ev.blue.job.fake.submitted", b"{}")  # writing events is not a reader's right
+    await nc.flush()
+    await asyncio.sleep(0.3)
+    publish_refused = len(errors) > before
+    with up.client() as c:
+        token_id = blue_url.split("jst_", 1)[1].split(":", 1)[0]
+        assert c.delete(f"/admin/domains/blue/tokens/{token_id}").status_code == 200
+    t0 = asyncio.get_running_loop().time()
+    closed = None
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(10):
+            while not (nc.is_closed or disconnected.is_set()):
+                await asyncio.sleep(0.05)
+            closed = asyncio.get_running_loop().time() - t0
+    with contextlib.suppress(Exception):
+        await nc.close()
+    return {"own": sorted(set(own)), "other": other, "errors": errors, "publish_refused": publish_refused,
+            "closed_after_revoke_s": closed}  # fmt: skip
+
+
+async def _note(into: list[str], msg: nats.aio.msg.Msg) -> None:
+    into.append(".".join(msg.subject.split(".")[:3]))

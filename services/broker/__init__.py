@@ -1,0 +1,1 @@
+"""Keeps the embedded nats-server's logins in step with the domains and their tokens."""

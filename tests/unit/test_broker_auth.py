@@ -1,0 +1,58 @@
+"""The broker's logins rendered from domain states: who gets one, and what it may read."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import msgspec
+
+from events.domain import (
+    DomainDisabled,
+    TokenRevoked,
+    decide_create,
+    evolve_domain,
+    make_token,
+)
+from services.runtime.broker_auth import next_change, render
+
+NOW = datetime(2026, 6, 1, tzinfo=UTC)
+
+
+def users(text: str) -> list[dict[str, object]]:
+    body = text.split("users = ", 1)[1].rsplit("}", 1)[0]
+    return json.loads(body)  # type: ignore[no-any-return]
+
+
+def domain(name: str, *tokens_expiring: datetime | None) -> tuple[object, list[str]]:
+    state = evolve_domain(None, msgspec.structs.replace(decide_create(name, "t"), at=NOW))
+    ids = []
+    for expires in tokens_expiring:
+        made = make_token(name, "t", "t", expires)
+        state = evolve_domain(state, msgspec.structs.replace(made.event, at=NOW))
+        ids.append(made.event.token_id)
+    return state, ids
+
+
+def test_service_login_and_one_read_only_login_per_live_token() -> None:
+    blue, blue_ids = domain("blue", None, NOW - timedelta(seconds=1), NOW + timedelta(hours=1))
+    green, green_ids = domain("green", None)
+    gone = evolve_domain(green, TokenRevoked(domain="green", actor="t", token_id=green_ids[0]))
+    off, _ = domain("off", None)
+    off = evolve_domain(off, DomainDisabled(domain="off", actor="t"))  # type: ignore[arg-type]
+    rendered = users(render("pw", {"blue": blue, "green": gone, "off": off}, NOW))  # type: ignore[dict-item]
+    assert rendered[0] == {"user": "jobstream", "password": "pw"}
+    names = [u["user"] for u in rendered[1:]]
+    assert names == [f"jst_{blue_ids[0]}", f"jst_{blue_ids[2]}"]  # not expired, revoked or disabled
+    for user in rendered[1:]:
+        assert str(user["password"]).startswith("$2b$")
+        assert user["permissions"] == {
+            "publish": {"allow": ["_INBOX.>"]},
+            "subscribe": {"allow": ["ev.blue.>", "log.blue.>", "hb.blue.>", "_INBOX.>"]},
+        }
+
+
+def test_next_change_is_the_next_expiry() -> None:
+    blue, _ = domain("blue", None, NOW + timedelta(minutes=5), NOW + timedelta(minutes=1))
+    assert next_change({"blue": blue}, NOW) == NOW + timedelta(minutes=1)  # type: ignore[dict-item]
+    assert next_change({}, NOW) is None
