@@ -204,3 +204,30 @@ def overrides(values: list[str]) -> dict[str, Any]:
         except json.JSONDecodeError:
             out[key] = raw
     return out
+
+
+def nats_login_url(domain_token: str, server: str) -> str:
+    """The NATS URL that logs in with a domain token: user jst_<id>, password its secret."""
+    from urllib.parse import urlsplit
+
+    from events.domain import parse_token
+
+    parsed = parse_token(domain_token)
+    if parsed is None:
+        raise fail("not a domain token (they look like jst_<id>_<secret>)", EXIT_BAD_INPUT)
+    where = urlsplit(server if "://" in server else f"nats://{server}")
+    if not where.hostname or where.scheme not in ("nats", "tls"):
+        raise fail(f"--server {server!r} is not a NATS URL like nats://host:4222", EXIT_BAD_INPUT)
+    port = f":{where.port}" if where.port else ""
+    return f"{where.scheme}://jst_{parsed[0]}:{parsed[1]}@{where.hostname}{port}"
+
+
+@domains_app.command("nats-url")
+def domains_nats_url(
+    domain_token: Annotated[str, typer.Argument(help="a domain token, jst_<id>_<secret>")],
+    server: Annotated[
+        str, typer.Option(envvar="NATS_URL", help="the NATS server; a login in it is replaced")
+    ] = "nats://127.0.0.1:4222",
+) -> None:
+    """Print the NATS URL a domain token logs in with, for `nats sub -s URL 'ev.<domain>.>'`."""
+    typer.echo(nats_login_url(domain_token, server))

@@ -18,6 +18,7 @@ import httpx
 import nats
 import pytest
 
+from services.cli.admin_commands import nats_login_url
 from services.runtime.ports import free_port
 
 pytestmark = pytest.mark.slow
@@ -157,9 +158,7 @@ def test_a_domain_token_reads_only_its_domain_at_the_broker(tmp_path: Path) -> N
                 made = c.post("/admin/domains", json={"name": name})
                 assert made.status_code == 201, made.text
                 tokens[name] = made.json()["token"]["token"]
-        host_port = up.nats_url.rsplit("@", 1)[1]
-        token_id, secret = tokens["blue"].split("_", 2)[1:]
-        blue_url = f"nats://jst_{token_id}:{secret}@{host_port}"
+        blue_url = nats_login_url(tokens["blue"], up.nats_url)  # what `jobstream domains nats-url` prints
         result = asyncio.run(_broker_matrix(up, blue_url))
         assert "ev.blue.job" in result["own"] and set(result["own"]) <= {"ev.blue.job", "ev.blue.domain"}, (
             result

@@ -56,3 +56,17 @@ def test_next_change_is_the_next_expiry() -> None:
     blue, _ = domain("blue", None, NOW + timedelta(minutes=5), NOW + timedelta(minutes=1))
     assert next_change({"blue": blue}, NOW) == NOW + timedelta(minutes=1)  # type: ignore[dict-item]
     assert next_change({}, NOW) is None
+
+
+def test_nats_url_of_a_domain_token() -> None:
+    import pytest
+    import typer
+
+    from services.cli.admin_commands import nats_login_url
+
+    url = nats_login_url("jst_01abc_s3cr3t-x", "nats://jobstream:pw@127.0.0.1:4333")
+    assert url == "nats://jst_01abc:s3cr3t-x@127.0.0.1:4333"
+    assert nats_login_url("jst_i_s", "localhost:4222") == "nats://jst_i:s@localhost:4222"
+    for bad_token, bad_server in (("nope", "nats://h:1"), ("jst_i_s", "http://h:1")):
+        with pytest.raises(typer.Exit):
+            nats_login_url(bad_token, bad_server)
