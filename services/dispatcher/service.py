@@ -26,7 +26,7 @@ from services.dispatcher.limits import LimitKey, WithPlanned, blocking, counted
 from services.dispatcher.placement import choose, unplaceable
 from services.dispatcher.state import DispatchState, Key
 from services.runtime.connect import connect, jetstream
-from services.runtime.lease import RENEW_INTERVAL_S, Lease
+from services.runtime.lease import Lease
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ class Dispatcher:
         )
         await self._load_heartbeats(js)
         beats = await nc.subscribe("hb.>", cb=self._on_heartbeat)
-        leasing = asyncio.create_task(self._lease_loop(stop))
+        leasing = asyncio.create_task(self.lease.keep(stop, self.wake.set))
         try:
             await self._loop(stop)
         finally:
@@ -89,16 +89,6 @@ class Dispatcher:
             await follow.unsubscribe()
             await beats.unsubscribe()
             await nc.close()
-
-    async def _lease_loop(self, stop: asyncio.Event) -> None:
-        assert self.lease is not None
-        while not stop.is_set():
-            was = self.lease.held
-            now = await self.lease.tick()
-            if now and not was:
-                log.info("dispatcher is leader")
-                self.wake.set()
-            await asyncio.sleep(RENEW_INTERVAL_S)
 
     async def _load_heartbeats(self, js: JetStreamContext) -> None:
         """Last beat per worker, taken as received now: every known worker gets one TTL of grace."""

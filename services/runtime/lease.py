@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 
 from nats.js import JetStreamContext
 from nats.js.errors import KeyWrongLastSequenceError
@@ -57,6 +59,15 @@ class Lease:
         except Exception as exc:
             log.warning("lease %s: %s", self.key, exc)
         return self.held
+
+    async def keep(self, stop: asyncio.Event, on_acquired: Callable[[], None]) -> None:
+        """Renew until `stop`; call `on_acquired` each time the lease becomes ours."""
+        while not stop.is_set():
+            was = self.held
+            if await self.tick() and not was:
+                log.info("%s is leader", self.key)
+                on_acquired()
+            await asyncio.sleep(RENEW_INTERVAL_S)
 
     async def release(self) -> None:
         if self.revision is None:

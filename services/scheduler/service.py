@@ -32,7 +32,7 @@ from events.store import (
 )
 from events.streams import EVENTS_STREAM, provision
 from services.runtime.connect import connect, jetstream
-from services.runtime.lease import RENEW_INTERVAL_S, Lease
+from services.runtime.lease import Lease
 from services.scheduler.state import Key, SchedulerState
 
 log = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ class Scheduler:
             # once the last of it is folded in.
             self.catch_up_to = int(info.delivered.stream_seq or 0) if info.delivered else 0
             self.caught_up = self.catch_up_to == 0
-        leasing = asyncio.create_task(self._lease_loop(stop))
+        leasing = asyncio.create_task(self.lease.keep(stop, self._became_leader))
         try:
             await self._loop(stop)
         finally:
@@ -106,16 +106,10 @@ class Scheduler:
             if own:
                 await nc.close()
 
-    async def _lease_loop(self, stop: asyncio.Event) -> None:
-        assert self.lease is not None
-        while not stop.is_set():
-            was = self.lease.held
-            held = await self.lease.tick()
-            if held and not was:
-                log.info("scheduler is leader")
-                self.state.dirty |= set(self.state.schedules)
-                self.wake.set()
-            await asyncio.sleep(RENEW_INTERVAL_S)
+    def _became_leader(self) -> None:
+        """Plan every schedule at once: the previous leader may have left ticks due."""
+        self.state.dirty |= set(self.state.schedules)
+        self.wake.set()
 
     async def _on_event(self, msg: Msg) -> None:
         self.inbox.append(msg)

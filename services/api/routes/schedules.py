@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -12,6 +13,7 @@ from events.base import Conflict, utcnow
 from events.firetimes import fire_times
 from events.ids import is_token
 from events.schedule import (
+    ScheduleEvent,
     ScheduleSpec,
     ScheduleState,
     decide_delete,
@@ -138,32 +140,27 @@ async def patch(
 
 @router.delete("/{schedule_id}", summary="Delete a schedule: it stops firing; its history stays")
 async def delete(schedule_id: str, request: Request, who: Caller = Depends(caller)) -> dict[str, Any]:
+    return await _decide(request, who, schedule_id, lambda s: decide_delete(s, who.actor))
+
+
+async def _decide(
+    request: Request, who: Caller, schedule_id: str, decide: Callable[[ScheduleState], ScheduleEvent | None]
+) -> dict[str, Any]:
+    """One decision on a live schedule, answered once the projection shows it."""
     await _live(request, who, schedule_id)
-    seq = await commands.change(
-        store(request), who.domain, schedule_id, lambda s: decide_delete(s, who.actor)
-    )
+    seq = await commands.change(store(request), who.domain, schedule_id, decide)
     await settle(request, seq)
     return await _view(request, who, schedule_id)
 
 
 async def _pause(request: Request, who: Caller, schedule_id: str, body: NoteIn | None) -> dict[str, Any]:
-    await _live(request, who, schedule_id)
     note = body.note if body else ""
-    seq = await commands.change(
-        store(request), who.domain, schedule_id, lambda s: decide_pause(s, who.actor, note)
-    )
-    await settle(request, seq)
-    return await _view(request, who, schedule_id)
+    return await _decide(request, who, schedule_id, lambda s: decide_pause(s, who.actor, note))
 
 
 async def _resume(request: Request, who: Caller, schedule_id: str, body: NoteIn | None) -> dict[str, Any]:
-    await _live(request, who, schedule_id)
     note = body.note if body else ""
-    seq = await commands.change(
-        store(request), who.domain, schedule_id, lambda s: decide_resume(s, who.actor, note)
-    )
-    await settle(request, seq)
-    return await _view(request, who, schedule_id)
+    return await _decide(request, who, schedule_id, lambda s: decide_resume(s, who.actor, note))
 
 
 @router.post("/{schedule_id}/pause", summary="Stop firing until resumed; ticks meanwhile are not run")
