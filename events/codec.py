@@ -10,7 +10,7 @@ from events.base import Event
 from events.domain import AnyDomainEvent
 from events.job import AnyJobEvent
 from events.schedule import AnyScheduleEvent
-from events.subjects import SubjectError, parse_event
+from events.subjects import SubjectError, heartbeat, parse_event
 from events.template import AnyTemplateEvent
 from events.worker import AnyWorkerEvent, Heartbeat, LogLine
 
@@ -22,6 +22,10 @@ _decoders: dict[str, msgspec.json.Decoder[Any]] = {
     "domain": msgspec.json.Decoder(AnyDomainEvent),
     "template": msgspec.json.Decoder(AnyTemplateEvent),
 }
+# The payload field that must repeat the subject's aggregate id: a publisher allowed one
+# subject cannot smuggle an event about another aggregate through it.
+_id_fields = {"job": "job_id", "worker": "worker_id", "schedule": "schedule_id", "domain": "domain",
+              "template": "template"}  # fmt: skip
 _heartbeat = msgspec.json.Decoder(Heartbeat)
 _logline = msgspec.json.Decoder(LogLine)
 
@@ -33,6 +37,11 @@ class DecodeError(ValueError):
 def register_aggregate(name: str, union: Any) -> None:
     """Let later aggregates (schedule, domain, template) plug their unions in."""
     _decoders[name] = msgspec.json.Decoder(union)
+
+
+def aggregates() -> frozenset[str]:
+    """The aggregate names an event subject may carry."""
+    return frozenset(_decoders)
 
 
 def encode(value: Any) -> bytes:
@@ -53,14 +62,23 @@ def decode_event(subject: str, data: bytes) -> Event:
         raise DecodeError(f"{subject}: {exc}") from exc
     if event.type != parsed.type or event.domain != parsed.domain:
         raise DecodeError(f"{subject}: payload says {event.domain}/{event.type}")
+    said = getattr(event, _id_fields.get(parsed.aggregate, ""), parsed.aggregate_id)
+    if said != parsed.aggregate_id:
+        raise DecodeError(f"{subject}: payload is about {parsed.aggregate} {said!r}")
+    if parsed.worker_id is not None and getattr(event, "worker_id", None) != parsed.worker_id:
+        raise DecodeError(f"{subject}: payload names another worker")
     return event
 
 
-def decode_heartbeat(data: bytes) -> Heartbeat:
+def decode_heartbeat(subject: str, data: bytes) -> Heartbeat:
+    """A beat counts only for the worker its subject names (`hb.<domain>.<worker>`)."""
     try:
-        return _heartbeat.decode(data)
+        beat = _heartbeat.decode(data)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise DecodeError(f"heartbeat: {exc}") from exc
+    if subject != heartbeat(beat.domain, beat.worker_id):
+        raise DecodeError(f"{subject}: heartbeat payload is for {beat.domain}/{beat.worker_id}")
+    return beat
 
 
 def decode_logline(data: bytes) -> LogLine:

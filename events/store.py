@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import msgspec
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
@@ -204,11 +205,47 @@ class Publisher:
                 del self._pending[token]
 
 
+class ReadPage(msgspec.Struct, frozen=True):
+    """One answer to a read request: (seq, subject, payload) triples, and whether more follow."""
+
+    events: list[tuple[int, str, bytes]] = []
+    more: bool = False
+    error: str = ""
+
+
+READ_PAGE_BYTES = 512 * 1024
+READ_TIMEOUT_S = 5.0
+_read_page = msgspec.msgpack.Decoder(ReadPage)
+_read_page_encoder = msgspec.msgpack.Encoder()
+
+
+def read_page(stored: Sequence[tuple[int, str, bytes]]) -> bytes:
+    """Encode what fits in one reply; the client asks again from the last sequence it got."""
+    size = 0
+    for i, (_, subject, data) in enumerate(stored):
+        size += len(subject) + len(data) + 16
+        if size > READ_PAGE_BYTES and i > 0:
+            return _read_page_encoder.encode(ReadPage(list(stored[:i]), more=True))
+    return _read_page_encoder.encode(ReadPage(list(stored)))
+
+
+def read_error(message: str) -> bytes:
+    return _read_page_encoder.encode(ReadPage(error=message))
+
+
+class ReadRefused(RuntimeError):
+    """The read proxy answered with an error."""
+
+
 class EventStore:
-    def __init__(self, nc: NATS, js: JetStreamContext, stream: str = EVENTS_STREAM) -> None:
+    def __init__(
+        self, nc: NATS, js: JetStreamContext, stream: str = EVENTS_STREAM, via_proxy: bool = False
+    ) -> None:
+        """`via_proxy`: read through `rd.…` requests (domain-token logins), not direct gets."""
         self.nc = nc
         self.js = js
         self.stream = stream
+        self.via_proxy = via_proxy
         self.publisher = Publisher(nc)
 
     async def append(self, item: Append) -> Appended:
@@ -235,7 +272,14 @@ class EventStore:
 
     async def read(self, filter_subject: str, after: int = 0) -> list[Stored]:
         """Every event matching the filter, in order, by direct gets (no consumer state)."""
-        out: list[Stored] = []
+        if self.via_proxy:
+            return await self._read_via_proxy(filter_subject, after)
+        return [Stored(seq, subject, decode_event(subject, data)) for seq, subject, data in
+                await self.read_raw(filter_subject, after)]  # fmt: skip
+
+    async def read_raw(self, filter_subject: str, after: int = 0) -> list[tuple[int, str, bytes]]:
+        """Like `read`, undecoded: what the read proxy hands on."""
+        out: list[tuple[int, str, bytes]] = []
         seq = after + 1
         while True:
             try:
@@ -245,8 +289,22 @@ class EventStore:
             except NotFoundError:
                 return out
             assert raw.seq is not None and raw.subject is not None
-            out.append(Stored(raw.seq, raw.subject, decode_event(raw.subject, raw.data or b"")))
+            out.append((raw.seq, raw.subject, raw.data or b""))
             seq = raw.seq + 1
+
+    async def _read_via_proxy(self, filter_subject: str, after: int) -> list[Stored]:
+        request = subjects.read_request(filter_subject)
+        out: list[Stored] = []
+        while True:
+            reply = await self.nc.request(request, str(after).encode(), timeout=READ_TIMEOUT_S)
+            page = _read_page.decode(reply.data)
+            if page.error:
+                raise ReadRefused(page.error)
+            for seq, subject, data in page.events:
+                out.append(Stored(seq, subject, decode_event(subject, data)))
+                after = seq
+            if not page.more:
+                return out
 
     async def fold(
         self, filter_subject: str, evolve_fn: Callable[[S | None, Any], S | None]

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from nats.js import JetStreamContext, api
 from nats.js.errors import BadRequestError, NotFoundError
 
-from events.subjects import EVENTS_PREFIX, HEARTBEATS_PREFIX, LOGS_PREFIX
+from events.subjects import EVENTS_PREFIX, HEARTBEATS_PREFIX, LOGS_PREFIX, dispatches_for
 
 EVENTS_STREAM = "EVENTS"
 HEARTBEATS_STREAM = "HEARTBEATS"
@@ -19,6 +19,8 @@ HEARTBEAT_MAX_AGE_S = 600.0
 DEFAULT_LOGS_MAX_AGE_S = 7 * 24 * 3600.0
 LEASE_TTL_S = 5.0
 MAX_EVENT_BYTES = 1024 * 1024
+WORKER_CONSUMER_INACTIVE_S = 24 * 3600.0
+WORKER_ACK_WAIT_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,33 @@ def stream_configs(retention: Retention = Retention()) -> list[api.StreamConfig]
             discard=api.DiscardPolicy.OLD,
         ),
     ]
+
+
+def worker_consumer_name(domain: str, worker_id: str) -> str:
+    """':' appears in neither domain names nor worker ids, so no two workers share a name."""
+    return f"worker:{domain}:{worker_id}"
+
+
+def worker_consumer(
+    domain: str, worker_id: str, max_concurrency: int, start_seq: int | None = None
+) -> api.ConsumerConfig:
+    """A worker's own durable: exactly the dispatches addressed to it.
+
+    A worker holding the service login creates it itself, from now on; for a worker that
+    logs in with a domain token, `jobstream broker-auth` creates it from the worker's
+    `registered` event, starting at that event so no dispatch after registration is missed.
+    """
+    return api.ConsumerConfig(
+        durable_name=worker_consumer_name(domain, worker_id),
+        filter_subject=dispatches_for(domain, worker_id),
+        ack_policy=api.AckPolicy.EXPLICIT,
+        deliver_policy=api.DeliverPolicy.NEW if start_seq is None else api.DeliverPolicy.BY_START_SEQUENCE,
+        opt_start_seq=start_seq,
+        ack_wait=WORKER_ACK_WAIT_S,
+        max_ack_pending=max(256, max_concurrency * 4),
+        max_waiting=512,
+        inactive_threshold=WORKER_CONSUMER_INACTIVE_S,
+    )
 
 
 async def provision(js: JetStreamContext, retention: Retention = Retention()) -> None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 EVENTS_PREFIX = "ev"
 HEARTBEATS_PREFIX = "hb"
 LOGS_PREFIX = "log"
+READS_PREFIX = "rd"
 
 
 def job(domain: str, job_id: str, type_: str, worker_id: str | None = None) -> str:
@@ -72,6 +73,26 @@ def logs(domain: str, job_id: str, attempt: int) -> str:
 
 def logs_all(domain: str, job_id: str) -> str:
     return f"{LOGS_PREFIX}.{domain}.{job_id}.*"
+
+
+def read_request(filter_subject: str) -> str:
+    """Where a domain-token client asks for one aggregate's events (`rd.<domain>.<aggregate>.<id>`).
+
+    Direct gets cannot be limited by subject at the broker, so token logins read through
+    this request subject instead, which can.
+    """
+    parts = filter_subject.split(".")
+    if len(parts) != 5 or parts[0] != EVENTS_PREFIX or parts[4] != ">" or "*" in parts or ">" in parts[:4]:
+        raise SubjectError(f"only one aggregate can be read through the broker, not {filter_subject!r}")
+    return ".".join([READS_PREFIX, *parts[1:4]])
+
+
+def read_filter(request_subject: str) -> str:
+    """The aggregate filter a read request asks for; the inverse of `read_request`."""
+    parts = request_subject.split(".")
+    if len(parts) != 4 or parts[0] != READS_PREFIX:
+        raise SubjectError(f"not a read request subject: {request_subject!r}")
+    return ".".join([EVENTS_PREFIX, *parts[1:4], ">"])
 
 
 def domain_events(domain: str) -> str:

@@ -243,7 +243,7 @@ class Projector:
 
     async def _on_beat(self, msg: Msg) -> None:
         try:
-            beat = decode_heartbeat(msg.data)
+            beat = decode_heartbeat(msg.subject, msg.data)
         except DecodeError as exc:
             log.warning("bad heartbeat on %s: %s", msg.subject, exc)
             return

@@ -1,7 +1,13 @@
-"""`jobstream broker-auth`: follow the domains in the log; rewrite the server's logins and reload it.
+"""`jobstream broker-auth`: what domain tokens may do at the broker, kept in step with the log.
 
-A revoked, expired or rotated-out token loses its broker login within about a second
-(one fold, one file write, SIGHUP); nats-server closes connections whose login is gone.
+- Follows the domains: rewrites the server's accounts file and reloads it (SIGHUP). A revoked,
+  expired or rotated-out token loses its login within about a second; nats-server closes
+  connections whose login is gone.
+- Follows worker registrations: creates the pull consumer of a worker that logs in with a
+  domain token (tokens may not create consumers: a consumer's config could aim deliveries
+  anywhere) and lets that domain's tokens pull from it and ack it; a `stopped` worker's
+  rights go again.
+- Answers read requests (`rd.…`) for those workers, which may not use direct gets.
 """
 
 from __future__ import annotations
@@ -11,21 +17,74 @@ import contextlib
 import logging
 import os
 import signal
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from nats.aio.msg import Msg
-from nats.js import api
+from nats.js import JetStreamContext, api
+from nats.js.errors import BadRequestError, NotFoundError
 
 from events.base import utcnow
 from events.codec import DecodeError, decode_event
 from events.domain import AnyDomainEvent, DomainEvent, DomainState, evolve_domain
-from events.streams import EVENTS_STREAM
+from events.store import EventStore
+from events.streams import EVENTS_STREAM, worker_consumer, worker_consumer_name
+from events.worker import Registered, Stopped
+from services.broker.reads import serve_reads
 from services.runtime import broker_auth
+from services.runtime.broker_auth import SERVICE_USER
 from services.runtime.connect import connect, jetstream
 
 log = logging.getLogger(__name__)
 SETTLE_S = 0.2
 IDLE_S = 5.0
+
+
+@dataclass
+class Seen:
+    """What the log says so far: domains, and each domain's registered workers."""
+
+    domains: dict[str, DomainState] = field(default_factory=dict)
+    # domain -> worker id -> (sequence of its `registered`, max concurrency)
+    workers: dict[str, dict[str, tuple[int, int]]] = field(default_factory=dict)
+    unsure: set[tuple[str, str]] = field(default_factory=set)  # consumers to check or create
+
+    def apply(self, seq: int, event: object) -> bool:
+        """Fold one event in; True when the rendering may change."""
+        if isinstance(event, DomainEvent):
+            domain_event: AnyDomainEvent = event  # type: ignore[assignment]
+            after = evolve_domain(self.domains.get(event.domain), domain_event)
+            if after is not None:
+                self.domains[event.domain] = after
+            return True
+        if isinstance(event, Registered):
+            self.workers.setdefault(event.domain, {})[event.worker_id] = (seq, event.max_concurrency)
+            self.unsure.add((event.domain, event.worker_id))
+            return True
+        if isinstance(event, Stopped):
+            self.workers.get(event.domain, {}).pop(event.worker_id, None)
+            self.unsure.discard((event.domain, event.worker_id))
+            return True
+        return False
+
+    def worker_ids(self) -> dict[str, set[str]]:
+        return {d: set(ws) for d, ws in self.workers.items()}
+
+
+async def ensure_consumers(js: JetStreamContext, seen: Seen) -> None:
+    """Create the consumers of newly registered workers; an existing one keeps its position."""
+    for domain, worker_id in sorted(seen.unsure):
+        registered = seen.workers.get(domain, {}).get(worker_id)
+        if registered is None:
+            continue
+        try:
+            await js.consumer_info(EVENTS_STREAM, worker_consumer_name(domain, worker_id))
+        except NotFoundError:
+            seq, max_concurrency = registered
+            config = worker_consumer(domain, worker_id, max_concurrency, start_seq=seq)
+            with contextlib.suppress(BadRequestError):  # created meanwhile by the worker itself
+                await js.add_consumer(EVENTS_STREAM, config)
+        seen.unsure.discard((domain, worker_id))
 
 
 async def serve(nats_url: str, conf: Path, server_pid: int, service_password: str) -> None:
@@ -34,7 +93,8 @@ async def serve(nats_url: str, conf: Path, server_pid: int, service_password: st
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     nc = await connect(nats_url, "broker-auth")
-    domains: dict[str, DomainState] = {}
+    js = jetstream(nc)
+    seen = Seen()
     changed = asyncio.Event()
 
     async def on_event(msg: Msg) -> None:
@@ -43,34 +103,45 @@ async def serve(nats_url: str, conf: Path, server_pid: int, service_password: st
         except DecodeError as exc:
             log.error("skipping undecodable event on %s: %s", msg.subject, exc)
             return
-        if isinstance(event, DomainEvent):
-            domain_event: AnyDomainEvent = event  # type: ignore[assignment]
-            after = evolve_domain(domains.get(event.domain), domain_event)
-            if after is not None:
-                domains[event.domain] = after
-                changed.set()
+        if seen.apply(msg.metadata.sequence.stream, event):
+            changed.set()
 
-    sub = await jetstream(nc).subscribe(
-        "ev.*.domain.>", stream=EVENTS_STREAM, cb=on_event, ordered_consumer=True,
-        deliver_policy=api.DeliverPolicy.ALL,
-    )  # fmt: skip
+    subs = [
+        await js.subscribe(
+            subject,
+            stream=EVENTS_STREAM,
+            cb=on_event,
+            ordered_consumer=True,
+            deliver_policy=api.DeliverPolicy.ALL,
+        )
+        for subject in ("ev.*.domain.>", "ev.*.worker.*.registered", "ev.*.worker.*.stopped")
+    ]
+    reads = await serve_reads(nc, EventStore(nc, js))
     changed.set()
     try:
         while not stop.is_set():
             now = utcnow()
-            due = broker_auth.next_change(domains, now)
+            due = broker_auth.next_change(seen.domains, now)
             wait = IDLE_S if due is None else min(IDLE_S, max(0.0, (due - now).total_seconds()))
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait):
                     await changed.wait()
             await asyncio.sleep(SETTLE_S)  # fold a burst of events into one reload
             changed.clear()
-            text = broker_auth.render(service_password, domains, utcnow())
+            try:
+                await ensure_consumers(js, seen)
+            except Exception as exc:  # the next change or idle tick tries again
+                log.warning("could not create worker consumers yet: %s", exc)
+            text = broker_auth.render(
+                {SERVICE_USER: service_password}, seen.domains, utcnow(), seen.worker_ids()
+            )
             if broker_auth.write(conf, text):
                 os.kill(server_pid, signal.SIGHUP)
                 log.info("broker logins updated: %d", text.count('"user"'))
     finally:
-        await sub.unsubscribe()
+        await reads.unsubscribe()
+        for sub in subs:
+            await sub.unsubscribe()
         await nc.close()
 
 

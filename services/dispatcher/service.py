@@ -117,7 +117,7 @@ class Dispatcher:
 
     async def _on_heartbeat(self, msg: Msg) -> None:
         try:
-            beat = decode_heartbeat(msg.data)
+            beat = decode_heartbeat(msg.subject, msg.data)
         except DecodeError as exc:
             log.warning("bad heartbeat on %s: %s", msg.subject, exc)
             return

@@ -1,43 +1,129 @@
-"""The nats-server authorization block: jobstream's service login, and one login per live domain
-token that may read only its own domain's subjects. Pure: rendered from domain states."""
+"""The nats-server accounts block: what jobstream's services and each domain token may do.
+
+Two accounts. JOBSTREAM holds the streams and jobstream's service login. TENANTS holds one
+login per live domain token and reaches JOBSTREAM only through fixed imports, so:
+
+- nothing a token publishes lands in a stream except through an imported subject, and
+  replies cross accounts on server-made `_R_` subjects: a token cannot aim a JetStream
+  acknowledgement or delivery at another domain's stream subjects by choosing a reply
+  subject (it can in a single account; checked on nats-server 2.15);
+- per-login subject permissions then narrow the imports to the token's own domain, and to
+  the pull consumers of the workers registered in it.
+
+Accounts are fixed at start; a reload changes only TENANTS' users. (Accounts added by a
+reload did not get working service imports on nats-server 2.15.1, so one account per
+domain was not an option.) Pure: rendered from domain states and registered workers.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Set
 from datetime import datetime
 from pathlib import Path
 
 from events.domain import DomainState
+from events.streams import EVENTS_STREAM, worker_consumer_name
 
 SERVICE_USER = "jobstream"
+SERVICE_ACCOUNT = "JOBSTREAM"
+TENANT_ACCOUNT = "TENANTS"
+
+# What a worker appends: its job reports and its own registration.
+WORKER_JOB_EVENTS = (
+    "started",
+    "succeeded",
+    "failed",
+    "timed_out",
+    "cancelled",
+    "retry_scheduled",
+    "requeued",
+)
+WORKER_EVENTS = ("registered", "stopped")
+_PULL = f"$JS.API.CONSUMER.MSG.NEXT.{EVENTS_STREAM}"
+_ACK = f"$JS.ACK.{EVENTS_STREAM}"
 
 
-def domain_permissions(domain: str) -> dict[str, object]:
-    """Read-only for now: the domain's events, job output and heartbeats, and replies to itself."""
+def inbox_prefix(domain: str) -> str:
+    """Replies to a domain's logins arrive here; no other domain may subscribe to it."""
+    return f"_INBOX_{domain}"
+
+
+def _imported_services() -> list[str]:
+    return [
+        *(f"ev.*.job.*.{t}" for t in WORKER_JOB_EVENTS),
+        *(f"ev.*.worker.*.{t}" for t in WORKER_EVENTS),
+        "hb.*.*",
+        "log.*.*.*",
+        "rd.*.*.*",
+        f"{_PULL}.*",
+        f"{_ACK}.>",
+    ]
+
+
+_IMPORTED_STREAMS = ["ev.>", "log.>", "hb.>"]
+
+
+def domain_permissions(domain: str, workers: Set[str] = frozenset()) -> dict[str, object]:
+    """A token may read its domain, report as its domain's workers and pull their dispatches."""
+    publish = [
+        *(f"ev.{domain}.job.*.{t}" for t in WORKER_JOB_EVENTS),
+        *(f"ev.{domain}.worker.*.{t}" for t in WORKER_EVENTS),
+        f"hb.{domain}.*",
+        f"log.{domain}.*.*",
+        f"rd.{domain}.*.*",
+    ]
+    for worker_id in sorted(workers):
+        name = worker_consumer_name(domain, worker_id)
+        publish += [f"{_PULL}.{name}", f"{_ACK}.{name}.>"]
     return {
-        "publish": {"allow": ["_INBOX.>"]},
-        "subscribe": {"allow": [f"ev.{domain}.>", f"log.{domain}.>", f"hb.{domain}.>", "_INBOX.>"]},
+        "publish": {"allow": publish},
+        "subscribe": {
+            "allow": [f"ev.{domain}.>", f"log.{domain}.>", f"hb.{domain}.>", f"{inbox_prefix(domain)}.>"]
+        },
     }
 
 
-def render(service_password: str, domains: dict[str, DomainState], now: datetime) -> str:
-    users: list[dict[str, object]] = [{"user": SERVICE_USER, "password": service_password}]
+def render(
+    service_users: Mapping[str, str],
+    domains: Mapping[str, DomainState],
+    now: datetime,
+    workers: Mapping[str, Set[str]] | None = None,
+) -> str:
+    """The whole `accounts` block: service logins (name to password), then one per live token.
+
+    `workers` maps a domain to its registered worker ids, whose consumers its tokens may pull.
+    """
+    tenants: list[dict[str, object]] = []
     for state in sorted(domains.values(), key=lambda d: d.name):
         if state.deleted or state.disabled:
             continue
+        permissions = domain_permissions(state.name, (workers or {}).get(state.name, frozenset()))
         for token in state.tokens:
             if token.secret_bcrypt and token.usable(now):
-                users.append(
-                    {
-                        "user": f"jst_{token.id}",
-                        "password": token.secret_bcrypt,
-                        "permissions": domain_permissions(state.name),
-                    }
+                tenants.append(
+                    {"user": f"jst_{token.id}", "password": token.secret_bcrypt, "permissions": permissions}
                 )
-    return "authorization {\n  users = " + json.dumps(users, indent=2) + "\n}\n"
+    accounts = {
+        SERVICE_ACCOUNT: {
+            "jetstream": "enabled",
+            "users": [{"user": name, "password": pw} for name, pw in service_users.items()],
+            "exports": [{"stream": s} for s in _IMPORTED_STREAMS]
+            + [
+                {"service": s, **({"response_type": "stream"} if s.startswith(_PULL) else {})}
+                for s in _imported_services()
+            ],
+        },
+        TENANT_ACCOUNT: {
+            "users": tenants,
+            "imports": [{"stream": {"account": SERVICE_ACCOUNT, "subject": s}} for s in _IMPORTED_STREAMS]
+            + [{"service": {"account": SERVICE_ACCOUNT, "subject": s}} for s in _imported_services()],
+        },
+    }
+    return "accounts " + json.dumps(accounts, indent=2) + "\n"
 
 
-def next_change(domains: dict[str, DomainState], now: datetime) -> datetime | None:
+def next_change(domains: Mapping[str, DomainState], now: datetime) -> datetime | None:
     """When a token's expiry will change the rendering next, if ever."""
     ends = [
         t.expires_at

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import nats
 from nats.aio.client import Client as NATS
@@ -11,10 +12,19 @@ from nats.js import JetStreamContext
 log = logging.getLogger(__name__)
 
 
-async def connect(url: str, name: str, max_reconnect_attempts: int = -1) -> NATS:
+async def connect(
+    url: str,
+    name: str,
+    max_reconnect_attempts: int = -1,
+    login: tuple[str, str] | None = None,
+    inbox_prefix: str = "_INBOX",
+) -> NATS:
+    """`login`: (user, password) that do not ride in the URL, as for a domain token's worker."""
+
     async def on_error(exc: Exception) -> None:
         log.warning("nats %s: %s", name, exc)
 
+    extra: dict[str, Any] = {"user": login[0], "password": login[1]} if login else {}
     return await nats.connect(
         servers=url.split(","),
         name=name,
@@ -23,6 +33,8 @@ async def connect(url: str, name: str, max_reconnect_attempts: int = -1) -> NATS
         connect_timeout=5,
         error_cb=on_error,
         pending_size=64 * 1024 * 1024,
+        inbox_prefix=inbox_prefix,
+        **extra,
     )
 
 

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
+from services.runtime import broker_auth
 from services.runtime.children import child_kwargs
 from services.runtime.ports import accepting
 
@@ -91,14 +92,8 @@ class NatsServer:
         """Users go in a config file only its owner can read, never on the command line (ps)."""
         if not self.users:
             return []
-        entries = ", ".join(
-            f"{{user: {json.dumps(name)}, password: {json.dumps(pw)}}}" for name, pw in self.users.items()
-        )
-        conf = self.auth_conf
-        conf.touch(mode=0o600, exist_ok=True)
-        conf.chmod(0o600)
-        conf.write_text(f"authorization {{\n  users = [{entries}]\n}}\n")
-        return ["-c", str(conf)]
+        broker_auth.write(self.auth_conf, broker_auth.render(self.users, {}, datetime.now(UTC)))
+        return ["-c", str(self.auth_conf)]
 
     @property
     def auth_conf(self) -> Path:

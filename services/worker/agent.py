@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
-from nats.js import JetStreamContext, api
+from nats.js import JetStreamContext
 from nats.js.errors import BadRequestError
 
 from events import subjects
@@ -22,6 +22,7 @@ from events.base import DomainError
 from events.codec import DecodeError, decode_event, encode
 from events.job import (
     Cancelled,
+    CancelRequested,
     Dispatched,
     JobEvent,
     Outcome,
@@ -32,8 +33,9 @@ from events.job import (
     state_from_dispatch,
 )
 from events.store import Append, EventStore, WrongExpectedSequence, job_append
-from events.streams import EVENTS_STREAM, provision
+from events.streams import EVENTS_STREAM, provision, worker_consumer, worker_consumer_name
 from events.worker import Heartbeat, HostFacts, Registered, Stopped
+from services.runtime.broker_auth import inbox_prefix
 from services.runtime.connect import connect, jetstream
 from services.worker.executors import SUPPORTED, execute
 from services.worker.executors.base import RunContext
@@ -45,13 +47,7 @@ log = logging.getLogger(__name__)
 
 HEARTBEAT_TIMEOUT_S = 1.0
 REPORT_DEADLINE_S = 60.0
-CONSUMER_INACTIVE_S = 24 * 3600.0
-ACK_WAIT_S = 30.0
 VERSION = "0.1.0"
-
-
-def consumer_name(domain: str, worker_id: str) -> str:
-    return f"worker_{domain}_{worker_id}"
 
 
 @dataclass
@@ -106,21 +102,37 @@ class Worker:
     # ---- lifecycle ------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        self._nc = await connect(self.s.nats_url, f"worker {self.s.worker_id}")
+        login = self.s.login
+        self._nc = await connect(
+            self.s.server_url, f"worker {self.s.worker_id}", login=login,
+            inbox_prefix=inbox_prefix(self.s.domain) if login else "_INBOX",
+        )  # fmt: skip
         self._js = jetstream(self.nc)
-        self._store = EventStore(self.nc, self.js)
-        await provision(self.js)
-        await self._ensure_consumer()
+        # A domain token may neither manage streams nor use direct gets: it reads through
+        # broker-auth's read proxy and gets its consumer from broker-auth after registering.
+        self._store = EventStore(self.nc, self.js, via_proxy=login is not None)
+        if login is None:
+            await provision(self.js)
+            await self._ensure_consumer()
         subs = [
             await self.nc.subscribe(
                 subjects.job_type_all(self.s.domain, "cancel_requested"), cb=self._on_cancel
             ),
             await self.nc.subscribe(subjects.job_type_all(self.s.domain, "requeued"), cb=self._on_requeued),
         ]
-        await self._register()
+        try:
+            await self._register()
+        except Exception as exc:
+            if login is None:
+                raise
+            raise SystemExit(
+                f"error: worker {self.s.worker_id} could not register in domain {self.s.domain}: {exc!r}. "
+                "A worker with a domain token needs `jobstream broker-auth` running (jobstream up starts it) "
+                "and WORKER_DOMAIN set to the token's domain."
+            ) from exc
         await self._heartbeat_once()
         self._puller = Puller(
-            self.nc, EVENTS_STREAM, consumer_name(self.s.domain, self.s.worker_id), self._accept
+            self.nc, EVENTS_STREAM, worker_consumer_name(self.s.domain, self.s.worker_id), self._accept
         )
         await self._puller.start()
         heartbeats = asyncio.create_task(self._heartbeat_loop(stop))
@@ -136,17 +148,8 @@ class Worker:
             await self.nc.close()
 
     async def _ensure_consumer(self) -> None:
-        """Each worker's own durable: it receives exactly the dispatches addressed to it."""
-        config = api.ConsumerConfig(
-            durable_name=consumer_name(self.s.domain, self.s.worker_id),
-            filter_subject=subjects.dispatches_for(self.s.domain, self.s.worker_id),
-            ack_policy=api.AckPolicy.EXPLICIT,
-            deliver_policy=api.DeliverPolicy.NEW,
-            ack_wait=ACK_WAIT_S,
-            max_ack_pending=max(256, self.s.max_concurrency * 4),
-            max_waiting=512,
-            inactive_threshold=CONSUMER_INACTIVE_S,
-        )
+        """With the service login only; a token's worker gets its consumer from broker-auth."""
+        config = worker_consumer(self.s.domain, self.s.worker_id, self.s.max_concurrency)
         # If it exists from an earlier run of this worker id, keep it and its position.
         with contextlib.suppress(BadRequestError):
             await self.js.add_consumer(EVENTS_STREAM, config)
@@ -229,6 +232,10 @@ class Worker:
         except DecodeError as exc:
             log.error("undecodable assignment %s: %s", msg.subject, exc)
             await msg.term()
+            return
+        if event.domain != self.s.domain:
+            # Not from our consumer (which holds only our domain): never run it, never ack it.
+            log.error("ignoring a delivery from domain %s on %s", event.domain, msg.subject)
             return
         if not isinstance(event, Dispatched) or event.worker_id != self.s.worker_id:
             await msg.ack()
@@ -355,11 +362,15 @@ class Worker:
     # ---- control messages -----------------------------------------------------------
 
     async def _on_cancel(self, msg: Msg) -> None:
+        """Only a well-formed request of our domain counts: with token logins other clients share
+        the account, and the subject alone proves nothing."""
         try:
-            job_id = subjects.parse_event(msg.subject).aggregate_id
-        except subjects.SubjectError:
+            event = decode_event(msg.subject, msg.data)
+        except DecodeError:
             return
-        r = self.running.get(job_id)
+        if not isinstance(event, CancelRequested) or event.domain != self.s.domain:
+            return
+        r = self.running.get(event.job_id)
         if r is not None:
             r.cancel.set()
 
@@ -368,7 +379,11 @@ class Worker:
             event = decode_event(msg.subject, msg.data)
         except DecodeError:
             return
-        if not isinstance(event, Requeued) or event.worker_id != self.s.worker_id:
+        if (
+            not isinstance(event, Requeued)
+            or event.worker_id != self.s.worker_id
+            or event.domain != self.s.domain
+        ):
             return
         r = self.running.get(event.job_id)
         if r is not None and r.dispatched.attempt == event.attempt:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 from nats.aio.client import Client as NATS
@@ -17,6 +18,7 @@ from nats.aio.subscription import Subscription
 log = logging.getLogger(__name__)
 
 PULL_EXPIRES_S = 5.0
+WARN_EVERY_S = 10.0
 PENDING_HEADER = "Nats-Pending-Messages"
 
 
@@ -30,6 +32,7 @@ class Puller:
         self.inbox = nc.new_inbox()
         self.credits = 0
         self._sub: Subscription | None = None
+        self._warned = -WARN_EVERY_S
 
     async def start(self) -> None:
         self._sub = await self.nc.subscribe(self.inbox, cb=self._on_reply)
@@ -61,6 +64,14 @@ class Puller:
             return
         if status == "100":
             return  # idle heartbeat
+        if status == "503":
+            # No consumer answers (yet): a token's worker waits for broker-auth to grant it one.
+            self.credits = 0
+            now = time.monotonic()
+            if now - self._warned > WARN_EVERY_S:
+                self._warned = now
+                log.warning("no consumer answers %s yet; retrying", self.next_subject)
+            return
         # 404/408/409: a request ended; what it did not deliver is no longer owed to us.
         assert msg.headers is not None
         pending = msg.headers.get(PENDING_HEADER)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import socket
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit, urlunsplit
 
+from events.domain import parse_token
 from events.ids import is_domain, is_token
 from events.worker import HEARTBEAT_INTERVAL_S, WORKER_TTL_S
 
@@ -47,6 +49,30 @@ class WorkerSettings:
         unknown = set(self.executors) - {"shell", "python"}
         if unknown:
             raise SettingsError(f"unknown executors: {', '.join(sorted(unknown))}")
+        if self.token is not None and parse_token(self.token) is None:
+            raise SettingsError(
+                "WORKER_DOMAIN_TOKEN/API_TOKEN is not a domain token (they look like jst_<id>_<secret>)"
+            )
+
+    @property
+    def login(self) -> tuple[str, str] | None:
+        """The broker login of the domain token, if the worker runs with one."""
+        parsed = parse_token(self.token) if self.token else None
+        return (f"jst_{parsed[0]}", parsed[1]) if parsed else None
+
+    @property
+    def server_url(self) -> str:
+        """NATS_URL, without any login in it when a domain token supplies the login."""
+        if self.login is None:
+            return self.nats_url
+        return ",".join(_without_userinfo(u) for u in self.nats_url.split(","))
+
+
+def _without_userinfo(url: str) -> str:
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
 
 
 def default_worker_id() -> str:
@@ -78,5 +104,5 @@ def from_env(
         allowed_users=_split(allowed_users if allowed_users is not None else env.get("ALLOWED_USERS")),
         max_concurrency=conc_value,
         grace_s=grace_s if grace_s is not None else DEFAULT_GRACE_S,
-        token=env.get("WORKER_DOMAIN_TOKEN") or env.get("API_TOKEN"),
+        token=env.get("WORKER_DOMAIN_TOKEN") or env.get("API_TOKEN") or None,
     )

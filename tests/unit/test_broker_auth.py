@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import msgspec
 
@@ -19,9 +20,14 @@ from services.runtime.broker_auth import next_change, render
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 
 
+def accounts(text: str) -> dict[str, dict[str, Any]]:
+    assert text.startswith("accounts ")
+    return json.loads(text.removeprefix("accounts "))  # type: ignore[no-any-return]
+
+
 def users(text: str) -> list[dict[str, object]]:
-    body = text.split("users = ", 1)[1].rsplit("}", 1)[0]
-    return json.loads(body)  # type: ignore[no-any-return]
+    parsed = accounts(text)
+    return [*parsed["JOBSTREAM"]["users"], *parsed["TENANTS"]["users"]]
 
 
 def domain(name: str, *tokens_expiring: datetime | None) -> tuple[object, list[str]]:
@@ -40,16 +46,48 @@ def test_service_login_and_one_read_only_login_per_live_token() -> None:
     gone = evolve_domain(green, TokenRevoked(domain="green", actor="t", token_id=green_ids[0]))
     off, _ = domain("off", None)
     off = evolve_domain(off, DomainDisabled(domain="off", actor="t"))  # type: ignore[arg-type]
-    rendered = users(render("pw", {"blue": blue, "green": gone, "off": off}, NOW))  # type: ignore[dict-item]
+    domains = {"blue": blue, "green": gone, "off": off}
+    rendered = users(render({"jobstream": "pw"}, domains, NOW))  # type: ignore[arg-type]
     assert rendered[0] == {"user": "jobstream", "password": "pw"}
     names = [u["user"] for u in rendered[1:]]
     assert names == [f"jst_{blue_ids[0]}", f"jst_{blue_ids[2]}"]  # not expired, revoked or disabled
     for user in rendered[1:]:
         assert str(user["password"]).startswith("$2b$")
-        assert user["permissions"] == {
-            "publish": {"allow": ["_INBOX.>"]},
-            "subscribe": {"allow": ["ev.blue.>", "log.blue.>", "hb.blue.>", "_INBOX.>"]},
-        }
+        perms: Any = user["permissions"]
+        assert perms["subscribe"] == {"allow": ["ev.blue.>", "log.blue.>", "hb.blue.>", "_INBOX_blue.>"]}
+        # Every subject a token may publish is in its own domain; none is a stream's admin API.
+        for subject in perms["publish"]["allow"]:
+            assert subject.split(".")[1] == "blue", subject
+        assert "ev.blue.job.*.started" in perms["publish"]["allow"]
+        assert not any("submitted" in s or "dispatched" in s for s in perms["publish"]["allow"])
+
+
+def test_tokens_pull_only_their_own_domains_registered_workers() -> None:
+    blue, _ = domain("blue", None)
+    green, _ = domain("green", None)
+    workers = {"blue": {"w1"}, "green": {"w1", "w2"}}
+    parsed = accounts(render({"jobstream": "pw"}, {"blue": blue, "green": green}, NOW, workers))  # type: ignore[dict-item]
+    by_domain = {}
+    for user in parsed["TENANTS"]["users"]:
+        allow = user["permissions"]["publish"]["allow"]
+        by_domain[allow[0].split(".")[1]] = [s for s in allow if s.startswith("$JS.")]
+    assert by_domain["blue"] == [
+        "$JS.API.CONSUMER.MSG.NEXT.EVENTS.worker:blue:w1",
+        "$JS.ACK.EVENTS.worker:blue:w1.>",
+    ]
+    assert len(by_domain["green"]) == 4 and not any("blue" in s for s in by_domain["green"])
+
+
+def test_tenants_reach_the_streams_only_through_imports_the_services_export() -> None:
+    parsed = accounts(render({"jobstream": "pw"}, {}, NOW))
+    jobs, tenants = parsed["JOBSTREAM"], parsed["TENANTS"]
+    assert jobs["jetstream"] == "enabled" and "jetstream" not in tenants
+    exported = {e.get("stream") or e.get("service") for e in jobs["exports"]}
+    imported = {(i.get("stream") or i.get("service"))["subject"] for i in tenants["imports"]}
+    assert imported == exported
+    assert not any(
+        s.startswith(("$JS.API.STREAM", "$JS.API.CONSUMER.CREATE", "$JS.API.DIRECT")) for s in imported
+    )
 
 
 def test_next_change_is_the_next_expiry() -> None:
