@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 
 PULL_EXPIRES_S = 5.0
 WARN_EVERY_S = 10.0
+LOST_AFTER_S = 1.0
 PENDING_HEADER = "Nats-Pending-Messages"
 
 
@@ -33,6 +34,7 @@ class Puller:
         self.credits = 0
         self._sub: Subscription | None = None
         self._warned = -WARN_EVERY_S
+        self._asked_at = 0.0
 
     async def start(self) -> None:
         self._sub = await self.nc.subscribe(self.inbox, cb=self._on_reply)
@@ -49,10 +51,16 @@ class Puller:
 
     async def want(self, free: int) -> None:
         """Top open requests up to `free` messages."""
+        now = time.monotonic()
+        if self.credits and now - self._asked_at > PULL_EXPIRES_S + LOST_AFTER_S:
+            # Every request ends with a status by its expiry; silence means it never arrived
+            # (refused by the broker's permissions before broker-auth granted them, for one).
+            self.credits = 0
         missing = free - self.credits
         if missing <= 0 or self._sub is None:
             return
         self.credits += missing
+        self._asked_at = now
         request = {"batch": missing, "expires": int(PULL_EXPIRES_S * 1e9)}
         await self.nc.publish(self.next_subject, json.dumps(request).encode(), reply=self.inbox)
 

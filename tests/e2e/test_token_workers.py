@@ -1,0 +1,169 @@
+"""Workers that log in with a domain token: they run their domain's jobs and reach nothing else."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgspec
+import nats
+import pytest
+
+from events.store import ReadPage
+from services.runtime.ports import free_port
+from tests.e2e.up import Up
+
+pytestmark = pytest.mark.slow
+
+WAIT_S = 60.0
+
+
+def _worker(up: Up, token: str, domain: str, worker_id: str, log: Path) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if k not in ("ADMIN_TOKEN", "NATS_URL", "API_TOKEN")}
+    env |= {"WORKER_DOMAIN_TOKEN": token, "PYTHONUNBUFFERED": "1"}
+    server = up.nats_url.split("@", 1)[1]  # no service login: the token is the only credential
+    argv = [
+        sys.executable,
+        "-m",
+        "services.cli",
+        "worker",
+        "--nats-url",
+        f"nats://{server}",
+        "--id",
+        worker_id,
+    ]
+    return subprocess.Popen(
+        [*argv, "--domain", domain],
+        env=env,
+        stdout=open(log, "wb"),
+        stderr=subprocess.STDOUT,
+    )
+
+
+def _statuses(c: httpx.Client, domain: str, ids: list[str]) -> list[str]:
+    return [c.get(f"/jobs/{i}", headers={"X-Domain": domain}).json()["status"] for i in ids]
+
+
+def test_a_token_worker_runs_its_domain_only_and_reaches_nothing_else(tmp_path: Path) -> None:
+    up = Up(tmp_path / "data", "--port", str(free_port()), "--nats-port", str(free_port()), "--workers", "0")
+    up.wait_banner()
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        with up.client() as c:
+            tokens = {}
+            for name in ("blue", "green"):
+                made = c.post("/admin/domains", json={"name": name})
+                assert made.status_code == 201, made.text
+                tokens[name] = made.json()["token"]["token"]
+            worker_log = tmp_path / "blue-worker.log"
+            procs.append(_worker(up, tokens["blue"], "blue", "w1", worker_log))
+            ids: dict[str, list[str]] = {"blue": [], "green": []}
+            for domain in ("blue", "green"):
+                for i in range(5):
+                    job = {
+                        "name": f"{domain}-{i}",
+                        "executor": {"type": "shell", "script": f"echo {domain}-{i}"},
+                    }
+                    made = c.post("/jobs", json=job, headers={"X-Domain": domain})
+                    assert made.status_code == 201, made.text
+                    ids[domain].append(made.json()["id"])
+            deadline = time.monotonic() + WAIT_S
+            while time.monotonic() < deadline and _statuses(c, "blue", ids["blue"]) != ["succeeded"] * 5:
+                time.sleep(0.2)
+            assert _statuses(c, "blue", ids["blue"]) == ["succeeded"] * 5, worker_log.read_text()
+            lines = c.get(f"/jobs/{ids['blue'][0]}/logs", headers={"X-Domain": "blue"}).json()
+            assert [line["line"] for line in lines] == ["blue-0"]
+            # Green has no worker of its own: its jobs wait, and blue's worker never saw them.
+            assert _statuses(c, "green", ids["green"]) == ["pending"] * 5
+            assert "green" not in worker_log.read_text()
+            workers = c.get("/workers", headers={"X-Domain": "blue"}).json()
+            assert [w["id"] for w in workers] == ["w1"], workers
+
+            # A token of one domain running a worker "in" another gets nowhere, and says why.
+            wrong = _worker(up, tokens["blue"], "green", "w2", tmp_path / "wrong.log")
+            procs.append(wrong)
+            assert wrong.wait(60) != 0
+            assert "could not register in domain green" in (tmp_path / "wrong.log").read_text()
+            assert _statuses(c, "green", ids["green"]) == ["pending"] * 5
+
+            result = asyncio.run(_rogue(up, tokens["blue"], ids))
+            assert result["got_through"] == [], result
+            assert result["own_read"] >= 4, result  # submitted, dispatched, started, succeeded
+            assert result["green_log_unchanged"], result
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(30)
+        assert up.stop() == 0
+
+
+async def _rogue(up: Up, token: str, ids: dict[str, list[str]]) -> dict[str, Any]:
+    """Everything a blue token must not do, each checked for the broker's refusal."""
+    errors: list[str] = []
+
+    async def on_error(exc: Exception) -> None:
+        errors.append(str(exc).lower())
+
+    token_id, secret = token.removeprefix("jst_").split("_", 1)
+    server = up.nats_url.split("@", 1)[1]
+    nc = await nats.connect(
+        f"nats://jst_{token_id}:{secret}@{server}", error_cb=on_error, inbox_prefix="_INBOX_blue",
+        max_reconnect_attempts=0,
+    )  # fmt: skip
+    service = await nats.connect(up.nats_url)
+    green_before = await _count(service, "ev.green.>")
+    inbox = "_INBOX_blue.rogue"
+    attempts = {
+        "submit an event": ("ev.blue.job.x.submitted", b"{}"),
+        "dispatch": ("ev.blue.job.x.dispatched.w1", b"{}"),
+        "write to green": ("ev.green.job.x.started", b"{}"),
+        "pull green's worker": ("$JS.API.CONSUMER.MSG.NEXT.EVENTS.worker:green:w1", b'{"batch":1}'),
+        "create a consumer": ("$JS.API.CONSUMER.CREATE.EVENTS.mine", b"{}"),
+        "direct get": ("$JS.API.DIRECT.GET.EVENTS", b'{"seq":1}'),
+        "delete the stream": ("$JS.API.STREAM.DELETE.EVENTS", b""),
+        "read green": (f"rd.green.job.{ids['green'][0]}", b"0"),
+    }
+    got_through = []
+    for what, (subject, payload) in attempts.items():
+        before = len(errors)
+        await nc.publish(subject, payload, reply=inbox)
+        await nc.flush()
+        await asyncio.sleep(0.2)
+        if not any("permissions violation" in e for e in errors[before:]):
+            got_through.append(what)
+    for what, subject in (("sniff all replies", "_INBOX.>"), ("read green's events", "ev.green.>")):
+        before = len(errors)
+        await nc.subscribe(subject)
+        await nc.flush()
+        await asyncio.sleep(0.2)
+        if not any("permissions violation" in e for e in errors[before:]):
+            got_through.append(what)
+    # An allowed subject with a reply aimed at green's log: the ack crosses accounts on a
+    # server-made subject and never reaches the stream.
+    await nc.publish(
+        f"ev.blue.job.{ids['blue'][0]}.started", b"{}", reply=f"ev.green.job.{ids['green'][0]}.cancelled"
+    )
+    await nc.flush()
+    await asyncio.sleep(0.5)
+    own = await nc.request(f"rd.blue.job.{ids['blue'][0]}", b"0", timeout=5)
+    page = msgspec.msgpack.decode(own.data, type=ReadPage)
+    green_after = await _count(service, "ev.green.>")
+    await nc.close()
+    await service.close()
+    return {
+        "got_through": got_through,
+        "own_read": len(page.events),
+        "green_log_unchanged": green_after == green_before,
+        "errors": errors,
+    }
+
+
+async def _count(nc: nats.NATS, subject: str) -> int:
+    info = await nc.jetstream().stream_info("EVENTS", subjects_filter=subject)
+    return sum((info.state.subjects or {}).values())

@@ -1,0 +1,54 @@
+"""Drive `jobstream up` as a user would: a subprocess, its banner, its API."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+BANNER_TIMEOUT_S = 60.0
+
+
+class Up:
+    def __init__(self, data_dir: Path, *args: str) -> None:
+        env = {k: v for k, v in os.environ.items() if k != "ADMIN_TOKEN"}
+        self.log = data_dir.parent / f"up-{time.monotonic_ns()}.log"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "services.cli", "up", "--data-dir", str(data_dir), *args],
+            stdout=open(self.log, "wb"),  # noqa: SIM115
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+        self.api_url = self.nats_url = self.token = ""
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_banner(self) -> Up:
+        deadline = time.monotonic() + BANNER_TIMEOUT_S
+        while time.monotonic() < deadline:
+            out = self.output()
+            if "jobstream is up" in out and "Ctrl-C" in out:
+                self.api_url = re.search(r"API\s+(http://\S+)/api/v1", out).group(1)  # type: ignore[union-attr]
+                self.nats_url = re.search(r"NATS\s+(nats://\S+)", out).group(1)  # type: ignore[union-attr]
+                self.token = re.search(r"admin token (\S+)", out).group(1)  # type: ignore[union-attr]
+                return self
+            if self.proc.poll() is not None:
+                raise AssertionError(f"up exited {self.proc.returncode}:\n{out}")
+            time.sleep(0.2)
+        raise AssertionError(f"no banner:\n{self.output()}")
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(
+            base_url=f"{self.api_url}/api/v1", headers={"Authorization": f"Bearer {self.token}"}, timeout=30
+        )
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGINT)
+        return self.proc.wait(60)
