@@ -47,17 +47,19 @@ def _not_found(domain: str) -> HTTPException:
     return HTTPException(404, detail=f"domain {domain} not found")
 
 
-def authenticate(request: Request, token: str, wanted: str | None) -> Caller:
-    settings = request.app.state.settings
-    if wanted is not None and not is_domain(wanted):
-        raise HTTPException(400, detail=f"invalid domain name {wanted!r}")
-    domains = projector(request).domains
-    if hmac.compare_digest(token.encode(), settings.admin_token.encode()):
-        chosen = wanted or settings.default_domain
-        state = domains.get(chosen)
-        if state is None or state.deleted:
-            raise _not_found(chosen)
-        return Caller(actor="admin", domain=chosen, admin=True)
+@dataclass(frozen=True)
+class Identity:
+    """Whose token this is, before any domain is chosen: the admin, or one domain's token."""
+
+    admin: bool
+    domain: str | None = None
+    token_id: str | None = None
+
+
+def identify(request: Request, token: str) -> Identity:
+    """Check the token itself (401 if it is no good); done once per request, by RequireToken."""
+    if hmac.compare_digest(token.encode(), request.app.state.settings.admin_token.encode()):
+        return Identity(admin=True)
     parsed = parse_token(token)
     found = projector(request).tokens.get(parsed[0]) if parsed else None
     if parsed is None or found is None or not check_secret(found[1], parsed[1]):
@@ -65,15 +67,33 @@ def authenticate(request: Request, token: str, wanted: str | None) -> Caller:
     domain, info = found
     if not info.usable(utcnow()):
         raise _unauthorized("token revoked or expired")
-    state = domains.get(domain)
+    state = projector(request).domains.get(domain)
     if state is None or state.deleted:
         raise _unauthorized("invalid token")
-    if wanted is not None and wanted != domain:
-        raise _not_found(wanted)
-    if state.disabled:
-        raise HTTPException(403, detail=f"domain {domain} is disabled")
     request.app.state.token_last_used[info.id] = time.time()
-    return Caller(actor=f"token:{info.id}", domain=domain, admin=False, token_id=info.id)
+    return Identity(admin=False, domain=domain, token_id=info.id)
+
+
+def authorize(request: Request, who: Identity, wanted: str | None) -> Caller:
+    """Choose the domain the request acts on: any for the admin, only its own for a token."""
+    if wanted is not None and not is_domain(wanted):
+        raise HTTPException(400, detail=f"invalid domain name {wanted!r}")
+    domains = projector(request).domains
+    if who.admin:
+        chosen = wanted or request.app.state.settings.default_domain
+        state = domains.get(chosen)
+        if state is None or state.deleted:
+            raise _not_found(chosen)
+        return Caller(actor="admin", domain=chosen, admin=True)
+    assert who.domain is not None and who.token_id is not None
+    if wanted is not None and wanted != who.domain:
+        raise _not_found(wanted)
+    state = domains.get(who.domain)
+    if state is None or state.deleted:
+        raise _unauthorized("invalid token")
+    if state.disabled:
+        raise HTTPException(403, detail=f"domain {who.domain} is disabled")
+    return Caller(actor=f"token:{who.token_id}", domain=who.domain, admin=False, token_id=who.token_id)
 
 
 async def caller(
@@ -84,7 +104,10 @@ async def caller(
 ) -> Caller:
     if credentials is None:
         raise _unauthorized("missing bearer token")
-    who = authenticate(request, credentials.credentials, x_domain or domain)
+    identity = request.scope.get("state", {}).get("identity")
+    if identity is None:  # not behind RequireToken
+        identity = identify(request, credentials.credentials)
+    who = authorize(request, identity, x_domain or domain)
     wait = request.app.state.limiter.take(who.limit_key, time.monotonic())
     if wait > 0:
         raise HTTPException(
@@ -116,10 +139,9 @@ class RequireToken:
                 problem = "missing bearer token"
             else:
                 try:
-                    authenticate(request, token.strip(), None)
+                    scope.setdefault("state", {})["identity"] = identify(request, token.strip())
                 except HTTPException as exc:
-                    if exc.status_code == 401:
-                        problem = str(exc.detail)
+                    problem = str(exc.detail)
             if problem is not None:
                 response = JSONResponse(
                     {"error": "unauthorized", "detail": problem}, status_code=401,

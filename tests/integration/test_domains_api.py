@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Iterator
 from typing import Any
 
+import nats
 import pytest
 from fastapi.testclient import TestClient
 
+from events import subjects
+from events.store import Append, EventStore
 from events.streams import EVENTS_STREAM
+from events.worker import Registered
 from services.runtime.nats_server import NatsServer
 from tests.integration.inprocess import AUTH, TOKEN, api_client, last_seq, stream_dump
 
@@ -149,3 +155,76 @@ def test_disabled_and_deleted_domains(api: TestClient) -> None:
     assert api.get(f"{V1}/jobs", headers={**AUTH, "X-Domain": "short-lived"}).status_code == 404
     assert api.get(f"{V1}/admin/domains/short-lived", headers=AUTH).status_code == 404
     assert "short-lived" not in [d["name"] for d in api.get(f"{V1}/admin/domains", headers=AUTH).json()]
+
+
+def _register_worker(url: str, domain: str, worker_id: str) -> None:
+    async def append() -> None:
+        nc = await nats.connect(url)
+        store = EventStore(nc, nc.jetstream())
+        event = Registered(domain=domain, actor="test", worker_id=worker_id, max_concurrency=1)
+        scope = subjects.worker_all(domain, worker_id)
+        await store.append(Append(subjects.worker(domain, worker_id, event.type), event, 0, scope))
+        await nc.close()
+
+    asyncio.run(append())
+
+
+def test_every_route_and_stream_refuses_another_domains_token(
+    api: TestClient, nats_server: NatsServer
+) -> None:
+    """Enumerated from the app itself, so a route added later cannot be forgotten here."""
+    a, b = make_domain(api, "mx-a"), make_domain(api, "mx-b")
+    ids = {
+        "job_id": api.post(f"{V1}/jobs", json=shell("b-job"), headers=bearer(b)).json()["id"],
+        "schedule_id": api.post(
+            f"{V1}/schedules", json={"name": "b-s", "interval_s": 3600, "job": shell()}, headers=bearer(b)
+        ).json()["id"],
+        "name": "b-template",
+        "version": "1",
+        "worker_id": "b-worker",
+    }
+    assert api.put(f"{V1}/templates/b-template", json={"job": shell()}, headers=bearer(b)).status_code in (
+        200,
+        201,
+    )
+    _register_worker(nats_server.url, "mx-b", "b-worker")
+    deadline = time.monotonic() + 10
+    while api.get(f"{V1}/workers/b-worker", headers=bearer(b)).status_code != 200:
+        assert time.monotonic() < deadline, "the worker never reached the read model"
+        time.sleep(0.05)
+    own_job = api.post(f"{V1}/jobs", json=shell("a-job"), headers=bearer(a)).json()["id"]
+    b_template_before = api.get(f"{V1}/templates/b-template", headers=bearer(b)).json()
+    seq_before = last_seq(nats_server.url)
+
+    # A valid body where the route needs one: a 422 would say nothing about the domain check.
+    bodies = {"backfill": {"start": "2026-01-01T00:00:00Z", "end": "2026-01-01T03:00:00Z"}}
+    checked = set()
+    for path, operations in api.app.openapi()["paths"].items():  # type: ignore[attr-defined]
+        if not path.startswith(V1) or path.startswith(f"{V1}/admin") or "{" not in path:
+            continue
+        for method in (m.upper() for m in operations):
+            if method == "PUT":  # PUT /templates/{name} writes the caller's own namespace
+                continue
+            url = path.format(**ids)
+            body = None if method in ("GET", "DELETE") else bodies.get(path.rsplit("/", 1)[1], {})
+            r = api.request(method, url, headers=bearer(a), json=body)
+            assert r.status_code == 404, (method, path, r.status_code, r.text)
+            if url.endswith("/logs"):
+                follow = api.get(url, params={"follow": "true"}, headers=bearer(a))
+                assert follow.status_code == 404, (path, "follow")
+            checked.add((method, path))
+    assert len(checked) >= 20, checked
+    assert last_seq(nats_server.url) == seq_before  # refused requests appended nothing
+    # Refused requests changed nothing of B's.
+    assert api.get(f"{V1}/templates/b-template", headers=bearer(b)).json() == b_template_before
+    for listing in ("/jobs", "/schedules", "/templates", "/workers"):
+        text = api.get(V1 + listing, headers=bearer(a)).text
+        assert all(str(v) not in text for k, v in ids.items() if k != "version"), (listing, text)
+    # The event stream of A carries A's events and none of B's.
+    seen = []
+    with api.stream("GET", f"{V1}/events", params={"since": 1}, headers=bearer(a)) as stream:
+        for line in stream.iter_lines():
+            seen.append(line)
+            if own_job in line or len(seen) > 200:
+                break
+    assert any(own_job in line for line in seen) and not any("mx-b" in line for line in seen)
