@@ -22,6 +22,7 @@ from tests.e2e.up import Up
 pytestmark = pytest.mark.slow
 
 WAIT_S = 60.0
+REVOKE_BOUND_S = 5.0
 
 
 def _worker(up: Up, token: str, domain: str, worker_id: str, log: Path) -> subprocess.Popen[bytes]:
@@ -96,6 +97,14 @@ def test_a_token_worker_runs_its_domain_only_and_reaches_nothing_else(tmp_path: 
             assert result["got_through"] == [], result
             assert result["own_read"] >= 4, result  # submitted, dispatched, started, succeeded
             assert result["green_log_unchanged"], result
+
+            # Revoking the token cuts the worker off at the broker within the stated bound.
+            token_id = tokens["blue"].removeprefix("jst_").split("_", 1)[0]
+            assert c.delete(f"/admin/domains/blue/tokens/{token_id}").status_code == 200
+            revoked_at = time.monotonic()
+            while "authorization violation" not in worker_log.read_text().lower():
+                assert time.monotonic() - revoked_at < REVOKE_BOUND_S, worker_log.read_text()
+                time.sleep(0.05)
     finally:
         for proc in procs:
             proc.terminate()

@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import asyncio
 
+import msgspec
 import pytest
 from nats.aio.client import Client as NATS
 
 from events import subjects
 from events.codec import DecodeError, decode_event
 from events.ids import new_id
-from events.job import JobSpec, JobStatus, ShellExecutor, Submitted, decide_dispatch, decide_start
-from events.store import AppendError, EventStore, WrongExpectedSequence, job_append
+from events.job import (
+    JobSpec,
+    JobStatus,
+    ShellExecutor,
+    Submitted,
+    decide_dispatch,
+    decide_requeue,
+    decide_start,
+)
+from events.store import AppendError, EventStore, ReadPage, WrongExpectedSequence, job_append
 
 SPEC = JobSpec(name="t", executor=ShellExecutor(script="true"))
 
@@ -99,3 +108,46 @@ async def test_undecodable_event_is_a_decode_error(nc: NATS, store: EventStore) 
         from events.codec import encode
 
         decode_event(subjects.job("prod", job_id, "started"), encode(wrong_type))
+
+
+async def test_reads_through_the_proxy_match_direct_reads_page_by_page(
+    nc: NATS, store: EventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a domain-token worker reads (via `rd.…`) is exactly what the log holds."""
+    from events import store as store_module
+    from services.broker.reads import serve_reads
+
+    monkeypatch.setattr(store_module, "READ_PAGE_BYTES", 600)  # a few events per page
+    job_id = new_id()
+    seq = (await store.append(job_append(submit(job_id), 0))).seq
+    state, _ = await store.read_job("prod", job_id)
+    assert state is not None
+    for _ in range(3):
+        event = decide_dispatch(state, "w1")
+        seq = (await store.append(job_append(event, seq))).seq
+        state, _ = await store.read_job("prod", job_id)
+        assert state is not None
+        seq = (await store.append(job_append(decide_requeue(state, "w1", state.attempt, "test"), seq))).seq
+        state, _ = await store.read_job("prod", job_id)
+        assert state is not None
+    sub = await serve_reads(nc, store)
+    try:
+        proxied = EventStore(nc, store.js, via_proxy=True)
+        direct = await store.read(subjects.job_all("prod", job_id))
+        assert len(direct) == 7
+        assert await proxied.read(subjects.job_all("prod", job_id)) == direct
+        assert await proxied.read(subjects.job_all("prod", job_id), after=direct[3].seq) == direct[4:]
+        assert await proxied.read_job("prod", job_id) == await store.read_job("prod", job_id)
+        assert await proxied.read(subjects.job_all("prod", "no-such-job")) == []
+        with pytest.raises(subjects.SubjectError, match="only one aggregate"):
+            await proxied.read("ev.prod.job.>")
+        for subject, body, says in (
+            ("rd.prod.nothing.x", b"0", "unknown aggregate"),
+            ("rd.prod.job.x", b"abc", "bad read request"),
+            ("rd.prod.job.x", b"-1", "negative"),
+        ):
+            reply = await nc.request(subject, body, timeout=5)
+            page = msgspec.msgpack.decode(reply.data, type=ReadPage)
+            assert says in page.error and page.events == []
+    finally:
+        await sub.unsubscribe()
