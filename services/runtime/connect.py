@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import nats
@@ -18,11 +19,20 @@ async def connect(
     max_reconnect_attempts: int = -1,
     login: tuple[str, str] | None = None,
     inbox_prefix: str = "_INBOX",
+    errors: Callable[[Exception], None] | None = None,
+    reconnected: Callable[[], None] | None = None,
 ) -> NATS:
-    """`login`: (user, password) that do not ride in the URL, as for a domain token's worker."""
+    """`login`: (user, password) that do not ride in the URL, as for a domain token's worker.
+    `errors` and `reconnected` let a service react to refusals, besides the log line."""
 
     async def on_error(exc: Exception) -> None:
         log.warning("nats %s: %s", name, exc)
+        if errors is not None:
+            errors(exc)
+
+    async def on_reconnect() -> None:
+        if reconnected is not None:
+            reconnected()
 
     extra: dict[str, Any] = {"user": login[0], "password": login[1]} if login else {}
     return await nats.connect(
@@ -32,6 +42,7 @@ async def connect(
         reconnect_time_wait=0.5,
         connect_timeout=5,
         error_cb=on_error,
+        reconnected_cb=on_reconnect,
         pending_size=64 * 1024 * 1024,
         inbox_prefix=inbox_prefix,
         **extra,

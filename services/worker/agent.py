@@ -46,6 +46,7 @@ from services.worker.settings import WorkerSettings
 log = logging.getLogger(__name__)
 
 HEARTBEAT_TIMEOUT_S = 1.0
+LOGIN_REFUSED_GIVE_UP_S = 10.0
 REPORT_DEADLINE_S = 60.0
 VERSION = "0.1.0"
 
@@ -79,6 +80,9 @@ class Worker:
         self._js: JetStreamContext | None = None
         self._store: EventStore | None = None
         self._puller: Puller | None = None
+        self._stop: asyncio.Event | None = None
+        self._refused_since: float | None = None
+        self.gave_up: str | None = None
 
     @property
     def nc(self) -> NATS:
@@ -103,9 +107,11 @@ class Worker:
 
     async def run(self, stop: asyncio.Event) -> None:
         login = self.s.login
+        self._stop = stop
         self._nc = await connect(
             self.s.server_url, f"worker {self.s.worker_id}", login=login,
             inbox_prefix=inbox_prefix(self.s.domain) if login else "_INBOX",
+            errors=self._on_nats_error, reconnected=self._on_reconnected,
         )  # fmt: skip
         self._js = jetstream(self.nc)
         # A domain token may neither manage streams nor use direct gets: it reads through
@@ -139,7 +145,10 @@ class Worker:
         log.info("worker %s ready in domain %s", self.s.worker_id, self.s.domain)
         try:
             await self._pull_loop(stop)
-            await self._drain()
+            if self.gave_up is None:
+                await self._drain()
+            else:
+                await self._abandon_all()
         finally:
             heartbeats.cancel()
             await self._puller.stop()
@@ -391,6 +400,37 @@ class Worker:
             r.cancel.set()
 
     # ---- liveness -------------------------------------------------------------------
+
+    def _on_nats_error(self, exc: Exception) -> None:
+        """A login the broker keeps refusing (revoked or expired token, disabled domain) will
+        not come back by retrying: stop, and say why, after a grace period for blips."""
+        if "authorization violation" not in str(exc).lower():
+            return
+        now = time.monotonic()
+        if self._refused_since is None:
+            self._refused_since = now
+        elif now - self._refused_since > LOGIN_REFUSED_GIVE_UP_S and self.gave_up is None:
+            self.gave_up = (
+                f"the broker has refused worker {self.s.worker_id}'s login for "
+                f"{LOGIN_REFUSED_GIVE_UP_S:.0f}s: its token is revoked or expired, or domain "
+                f"{self.s.domain} is disabled"
+            )
+            log.error("%s; stopping", self.gave_up)
+            if self._stop is not None:
+                self._stop.set()
+
+    def _on_reconnected(self) -> None:
+        self._refused_since = None
+
+    async def _abandon_all(self) -> None:
+        """Cut off for good: kill what runs; the dispatcher requeues it once our beats stop."""
+        self.healthy = False
+        for r in self.running.values():
+            r.abandoned = "fenced"
+            r.cancel.set()
+        tasks = [r.task for r in self.running.values() if r.task]
+        if tasks:
+            await asyncio.wait(tasks, timeout=5.0)
 
     async def _heartbeat_once(self) -> bool:
         self.hb_seq += 1

@@ -15,7 +15,10 @@ async def serve(settings: WorkerSettings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await Worker(settings).run(stop)
+    worker = Worker(settings)
+    await worker.run(stop)
+    if worker.gave_up is not None:
+        raise SystemExit(f"error: {worker.gave_up}")
 
 
 def run(settings: WorkerSettings) -> None:

@@ -105,6 +105,9 @@ def test_a_token_worker_runs_its_domain_only_and_reaches_nothing_else(tmp_path: 
             while "authorization violation" not in worker_log.read_text().lower():
                 assert time.monotonic() - revoked_at < REVOKE_BOUND_S, worker_log.read_text()
                 time.sleep(0.05)
+            # It keeps trying through a short blip, then stops and says why.
+            assert procs[0].wait(60) == 1
+            assert "refused worker w1's login" in worker_log.read_text()
     finally:
         for proc in procs:
             proc.terminate()
