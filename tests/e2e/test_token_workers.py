@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import os
 import subprocess
 import sys
@@ -108,6 +110,12 @@ def test_a_token_worker_runs_its_domain_only_and_reaches_nothing_else(tmp_path: 
             # It keeps trying through a short blip, then stops and says why.
             assert procs[0].wait(60) == 1
             assert "refused worker w1's login" in worker_log.read_text()
+
+            # Rotation: the old token keeps its broker login for the overlap, then loses it.
+            old_green = tokens["green"].removeprefix("jst_").split("_", 1)[0]
+            overlap_s = 2.0
+            closed_after = asyncio.run(_rotated_login_lasts(up, c, tokens["green"], old_green, overlap_s))
+            assert overlap_s - 0.5 < closed_after < overlap_s + REVOKE_BOUND_S, closed_after
     finally:
         for proc in procs:
             proc.terminate()
@@ -140,6 +148,8 @@ async def _rogue(up: Up, token: str, ids: dict[str, list[str]]) -> dict[str, Any
         "direct get": ("$JS.API.DIRECT.GET.EVENTS", b'{"seq":1}'),
         "delete the stream": ("$JS.API.STREAM.DELETE.EVENTS", b""),
         "read green": (f"rd.green.job.{ids['green'][0]}", b"0"),
+        "beat for green": ("hb.green.w1", b"{}"),
+        "write green's output": (f"log.green.{ids['green'][0]}.1", b"{}"),
     }
     got_through = []
     for what, (subject, payload) in attempts.items():
@@ -149,7 +159,13 @@ async def _rogue(up: Up, token: str, ids: dict[str, list[str]]) -> dict[str, Any
         await asyncio.sleep(0.2)
         if not any("permissions violation" in e for e in errors[before:]):
             got_through.append(what)
-    for what, subject in (("sniff all replies", "_INBOX.>"), ("read green's events", "ev.green.>")):
+    for what, subject in (
+        ("sniff all replies", "_INBOX.>"),
+        ("sniff green's replies", "_INBOX_green.>"),
+        ("read green's events", "ev.green.>"),
+        ("read green's output", "log.green.>"),
+        ("read green's beats", "hb.green.>"),
+    ):
         before = len(errors)
         await nc.subscribe(subject)
         await nc.flush()
@@ -174,6 +190,28 @@ async def _rogue(up: Up, token: str, ids: dict[str, list[str]]) -> dict[str, Any
         "green_log_unchanged": green_after == green_before,
         "errors": errors,
     }
+
+
+async def _rotated_login_lasts(up: Up, c: httpx.Client, token: str, token_id: str, overlap_s: float) -> float:
+    """Seconds from the rotation until the broker closes the old token's connection."""
+    closed = asyncio.Event()
+
+    async def on_closed() -> None:
+        closed.set()
+
+    secret = token.removeprefix("jst_").split("_", 1)[1]
+    server = up.nats_url.split("@", 1)[1]
+    nc = await nats.connect(
+        f"nats://jst_{token_id}:{secret}@{server}", allow_reconnect=False, disconnected_cb=on_closed
+    )
+    rotate = functools.partial(c.post, f"/admin/domains/green/tokens/{token_id}/rotate")
+    rotated = await asyncio.to_thread(rotate, json={"overlap_s": overlap_s})
+    assert rotated.status_code == 201, rotated.text
+    t0 = time.monotonic()
+    await asyncio.wait_for(closed.wait(), overlap_s + REVOKE_BOUND_S + 5)
+    with contextlib.suppress(Exception):
+        await nc.close()
+    return time.monotonic() - t0
 
 
 async def _count(nc: nats.NATS, subject: str) -> int:
