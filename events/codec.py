@@ -8,6 +8,7 @@ import msgspec
 
 from events.base import Event
 from events.domain import AnyDomainEvent
+from events.ids import is_token
 from events.job import AnyJobEvent
 from events.schedule import AnyScheduleEvent
 from events.subjects import SubjectError, heartbeat, parse_event
@@ -65,8 +66,12 @@ def decode_event(subject: str, data: bytes) -> Event:
     said = getattr(event, _id_fields.get(parsed.aggregate, ""), parsed.aggregate_id)
     if said != parsed.aggregate_id:
         raise DecodeError(f"{subject}: payload is about {parsed.aggregate} {said!r}")
-    if parsed.worker_id is not None and getattr(event, "worker_id", None) != parsed.worker_id:
+    worker_id = getattr(event, "worker_id", None)
+    if parsed.worker_id is not None and worker_id != parsed.worker_id:
         raise DecodeError(f"{subject}: payload names another worker")
+    if worker_id is not None and not is_token(worker_id):
+        # Worker ids become consumer names and broker permissions: only the safe alphabet.
+        raise DecodeError(f"{subject}: worker id {worker_id!r} may only hold letters, digits, '_' and '-'")
     return event
 
 

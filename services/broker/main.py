@@ -34,6 +34,7 @@ from services.broker.reads import serve_reads
 from services.runtime import broker_auth
 from services.runtime.broker_auth import SERVICE_USER
 from services.runtime.connect import connect, jetstream
+from services.runtime.nats_server import config_problem
 
 log = logging.getLogger(__name__)
 SETTLE_S = 0.2
@@ -135,6 +136,12 @@ async def serve(nats_url: str, conf: Path, server_pid: int, service_password: st
             text = broker_auth.render(
                 {SERVICE_USER: service_password}, seen.domains, utcnow(), seen.worker_ids()
             )
+            if conf.exists() and conf.read_text() == text:
+                continue
+            problem = await asyncio.to_thread(config_problem, text, conf.with_name(conf.name + ".check"))
+            if problem is not None:
+                log.error("not reloading the broker: the rendered config is refused: %s", problem)
+                continue
             if broker_auth.write(conf, text):
                 os.kill(server_pid, signal.SIGHUP)
                 log.info("broker logins updated: %d", text.count('"user"'))

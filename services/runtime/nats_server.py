@@ -33,6 +33,21 @@ def server_binary() -> str:
     return found
 
 
+def config_problem(text: str, scratch: Path) -> str | None:
+    """What nats-server says is wrong with a config, or None: checked before any reload, since a
+    reload of a bad file fails quietly and leaves every later change (revocations too) unapplied."""
+    scratch.touch(mode=0o600, exist_ok=True)
+    scratch.chmod(0o600)
+    scratch.write_text(text)
+    try:
+        done = subprocess.run(
+            [server_binary(), "-t", "-c", str(scratch)], capture_output=True, text=True, timeout=30
+        )
+    finally:
+        scratch.unlink(missing_ok=True)
+    return None if done.returncode == 0 else (done.stderr or done.stdout).strip()
+
+
 class NatsServer:
     """A JetStream-enabled nats-server with its store in `store_dir`."""
 

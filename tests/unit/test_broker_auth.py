@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -108,3 +109,15 @@ def test_nats_url_of_a_domain_token() -> None:
     for bad_token, bad_server in (("nope", "nats://h:1"), ("jst_i_s", "http://h:1")):
         with pytest.raises(typer.Exit):
             nats_login_url(bad_token, bad_server)
+
+
+def test_the_rendered_config_is_checked_by_nats_server_before_a_reload(tmp_path: Path) -> None:
+    from services.runtime.nats_server import config_problem
+
+    blue, _ = domain("blue", None)
+    good = render({"jobstream": "pw"}, {"blue": blue}, NOW, {"blue": {"w1"}})  # type: ignore[dict-item]
+    assert config_problem(good, tmp_path / "check.conf") is None
+    bad = good.replace(':w1"', ':w\\u00e9"', 1)  # what an unchecked worker id could have produced
+    problem = config_problem(bad, tmp_path / "check.conf")
+    assert problem is not None and "escape" in problem
+    assert not (tmp_path / "check.conf").exists()

@@ -51,3 +51,13 @@ def test_a_heartbeat_counts_only_for_the_worker_its_subject_names() -> None:
     for subject in ("hb.green.w1", "hb.blue.w2"):
         with pytest.raises(DecodeError, match="heartbeat payload is for blue/w1"):
             decode_heartbeat(subject, data)
+
+
+def test_worker_ids_outside_the_safe_alphabet_are_refused() -> None:
+    """They become consumer names and broker permissions; one bad id must not break either."""
+    from events.worker import Registered
+
+    for bad in ("w\u00e9", 'w"x', "w:x"):
+        data = encode(Registered(domain="blue", actor="w", worker_id=bad))
+        with pytest.raises(DecodeError, match="may only hold"):
+            decode_event(f"ev.blue.worker.{bad}.registered", data)
