@@ -219,14 +219,8 @@ _read_page = msgspec.msgpack.Decoder(ReadPage)
 _read_page_encoder = msgspec.msgpack.Encoder()
 
 
-def read_page(stored: Sequence[tuple[int, str, bytes]]) -> bytes:
-    """Encode what fits in one reply; the client asks again from the last sequence it got."""
-    size = 0
-    for i, (_, subject, data) in enumerate(stored):
-        size += len(subject) + len(data) + 16
-        if size > READ_PAGE_BYTES and i > 0:
-            return _read_page_encoder.encode(ReadPage(list(stored[:i]), more=True))
-    return _read_page_encoder.encode(ReadPage(list(stored)))
+def read_page(stored: Sequence[tuple[int, str, bytes]], more: bool) -> bytes:
+    return _read_page_encoder.encode(ReadPage(list(stored), more=more))
 
 
 def read_error(message: str) -> bytes:
@@ -278,19 +272,29 @@ class EventStore:
                 await self.read_raw(filter_subject, after)]  # fmt: skip
 
     async def read_raw(self, filter_subject: str, after: int = 0) -> list[tuple[int, str, bytes]]:
-        """Like `read`, undecoded: what the read proxy hands on."""
+        """Like `read`, undecoded."""
+        out, _ = await self.read_raw_page(filter_subject, after, None)
+        return out
+
+    async def read_raw_page(
+        self, filter_subject: str, after: int, max_bytes: int | None
+    ) -> tuple[list[tuple[int, str, bytes]], bool]:
+        """Up to about `max_bytes` of events after `after`, and whether to ask again for more."""
         out: list[tuple[int, str, bytes]] = []
+        size = 0
         seq = after + 1
-        while True:
+        while max_bytes is None or size < max_bytes:
             try:
                 raw = await self.js.get_msg(
                     self.stream, seq=seq, subject=filter_subject, next=True, direct=True
                 )
             except NotFoundError:
-                return out
+                return out, False
             assert raw.seq is not None and raw.subject is not None
             out.append((raw.seq, raw.subject, raw.data or b""))
+            size += len(raw.subject) + len(raw.data or b"") + 16
             seq = raw.seq + 1
+        return out, True
 
     async def _read_via_proxy(self, filter_subject: str, after: int) -> list[Stored]:
         request = subjects.read_request(filter_subject)

@@ -8,6 +8,7 @@ EVENTS_PREFIX = "ev"
 HEARTBEATS_PREFIX = "hb"
 LOGS_PREFIX = "log"
 READS_PREFIX = "rd"
+INGRESS_PREFIX = "in"  # where broker-auth takes in what domain tokens publish
 
 
 def job(domain: str, job_id: str, type_: str, worker_id: str | None = None) -> str:

@@ -7,7 +7,8 @@
   domain token (tokens may not create consumers: a consumer's config could aim deliveries
   anywhere) and lets that domain's tokens pull from it and ack it; a `stopped` worker's
   rights go again.
-- Answers read requests (`rd.…`) for those workers, which may not use direct gets.
+- Answers read requests (`rd.…`) for those workers, which may not use direct gets, and
+  takes in what they publish for the streams (`in.…`, see ingress.py).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from events.domain import AnyDomainEvent, DomainEvent, DomainState, evolve_domai
 from events.store import EventStore
 from events.streams import EVENTS_STREAM, worker_consumer, worker_consumer_name
 from events.worker import Registered, Stopped
+from services.broker.ingress import serve_ingress
 from services.broker.reads import serve_reads
 from services.runtime import broker_auth
 from services.runtime.broker_auth import SERVICE_USER
@@ -38,6 +40,8 @@ from services.runtime.nats_server import config_problem
 
 log = logging.getLogger(__name__)
 SETTLE_S = 0.2
+# Each registered worker costs a consumer and two permissions on every token of its domain.
+MAX_WORKERS_PER_DOMAIN = 1000
 IDLE_S = 5.0
 
 
@@ -59,7 +63,12 @@ class Seen:
                 self.domains[event.domain] = after
             return True
         if isinstance(event, Registered):
-            self.workers.setdefault(event.domain, {})[event.worker_id] = (seq, event.max_concurrency)
+            known = self.workers.setdefault(event.domain, {})
+            if event.worker_id not in known and len(known) >= MAX_WORKERS_PER_DOMAIN:
+                log.warning("domain %s has %d registered workers; %s gets no consumer until some stop",
+                            event.domain, len(known), event.worker_id)  # fmt: skip
+                return False
+            known[event.worker_id] = (seq, event.max_concurrency)
             self.unsure.add((event.domain, event.worker_id))
             return True
         if isinstance(event, Stopped):
@@ -83,8 +92,16 @@ async def ensure_consumers(js: JetStreamContext, seen: Seen) -> None:
         except NotFoundError:
             seq, max_concurrency = registered
             config = worker_consumer(domain, worker_id, max_concurrency, start_seq=seq)
-            with contextlib.suppress(BadRequestError):  # created meanwhile by the worker itself
+            try:
                 await js.add_consumer(EVENTS_STREAM, config)
+            except BadRequestError:
+                pass  # created meanwhile by the worker itself
+            except Exception as exc:  # one failure must not hold the others back
+                log.warning("no consumer yet for worker %s of %s: %s", worker_id, domain, exc)
+                continue
+        except Exception as exc:
+            log.warning("cannot look up the consumer of worker %s of %s: %s", worker_id, domain, exc)
+            continue
         seen.unsure.discard((domain, worker_id))
 
 
@@ -118,6 +135,7 @@ async def serve(nats_url: str, conf: Path, server_pid: int, service_password: st
         for subject in ("ev.*.domain.>", "ev.*.worker.*.registered", "ev.*.worker.*.stopped")
     ]
     reads = await serve_reads(nc, EventStore(nc, js))
+    ingress = await serve_ingress(nc)
     changed.set()
     try:
         while not stop.is_set():
@@ -129,10 +147,7 @@ async def serve(nats_url: str, conf: Path, server_pid: int, service_password: st
                     await changed.wait()
             await asyncio.sleep(SETTLE_S)  # fold a burst of events into one reload
             changed.clear()
-            try:
-                await ensure_consumers(js, seen)
-            except Exception as exc:  # the next change or idle tick tries again
-                log.warning("could not create worker consumers yet: %s", exc)
+            await ensure_consumers(js, seen)  # what fails is tried again on the next change or tick
             text = broker_auth.render(
                 {SERVICE_USER: service_password}, seen.domains, utcnow(), seen.worker_ids()
             )
@@ -147,6 +162,7 @@ async def serve(nats_url: str, conf: Path, server_pid: int, service_password: st
                 log.info("broker logins updated: %d", text.count('"user"'))
     finally:
         await reads.unsubscribe()
+        await ingress.unsubscribe()
         for sub in subs:
             await sub.unsubscribe()
         await nc.close()

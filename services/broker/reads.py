@@ -7,27 +7,49 @@ their broker permissions limit to their own domain, and this answers from the lo
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections import defaultdict
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
+import events.store as event_store
 from events.codec import aggregates
 from events.store import EventStore, read_error, read_page
 from events.subjects import READS_PREFIX, SubjectError, read_filter
 
 log = logging.getLogger(__name__)
 QUEUE = "jobstream-reads"
+READS_AT_ONCE_PER_DOMAIN = 4
+READS_QUEUED_PER_DOMAIN = 64
 
 
 async def serve_reads(nc: NATS, store: EventStore) -> Subscription:
+    """Each request answers at most one page; a domain gets a few reads at a time and a bounded
+    queue, so one domain's flood of requests cannot starve another's."""
+    running: dict[str, asyncio.Semaphore] = defaultdict(lambda: asyncio.Semaphore(READS_AT_ONCE_PER_DOMAIN))
+    queued: dict[str, int] = defaultdict(int)
+    pending: set[asyncio.Task[None]] = set()
+
+    async def answer(msg: Msg, domain: str, filter_subject: str, after: int) -> None:
+        try:
+            async with running[domain]:
+                page, more = await store.read_raw_page(filter_subject, after, event_store.READ_PAGE_BYTES)
+            await msg.respond(read_page(page, more))
+        except Exception as exc:
+            log.warning("read of %s failed: %s", filter_subject, exc)
+            await msg.respond(read_error(f"read failed: {type(exc).__name__}"))
+        finally:
+            queued[domain] -= 1
+
     async def on_request(msg: Msg) -> None:
         if not msg.reply:
             return
         try:
             filter_subject = read_filter(msg.subject)
-            aggregate = msg.subject.split(".")[2]
+            domain, aggregate = msg.subject.split(".")[1:3]
             if aggregate not in aggregates():
                 raise SubjectError(f"unknown aggregate {aggregate!r}")
             after = int(msg.data or b"0")
@@ -36,10 +58,12 @@ async def serve_reads(nc: NATS, store: EventStore) -> Subscription:
         except (SubjectError, ValueError) as exc:
             await msg.respond(read_error(f"bad read request on {msg.subject}: {exc}"))
             return
-        try:
-            await msg.respond(read_page(await store.read_raw(filter_subject, after)))
-        except Exception as exc:
-            log.warning("read of %s failed: %s", filter_subject, exc)
-            await msg.respond(read_error(f"read failed: {type(exc).__name__}"))
+        if queued[domain] >= READS_QUEUED_PER_DOMAIN:
+            await msg.respond(read_error(f"too many reads in flight for domain {domain}; retry"))
+            return
+        queued[domain] += 1
+        task = asyncio.create_task(answer(msg, domain, filter_subject, after))
+        pending.add(task)
+        task.add_done_callback(pending.discard)
 
     return await nc.subscribe(f"{READS_PREFIX}.*.*.*", queue=QUEUE, cb=on_request)

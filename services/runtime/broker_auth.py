@@ -3,6 +3,9 @@
 Two accounts. JOBSTREAM holds the streams and jobstream's service login. TENANTS holds one
 login per live domain token and reaches JOBSTREAM only through fixed imports, so:
 
+- what a token publishes for the streams arrives at broker-auth's ingress (`in.…`), which
+  checks it and re-publishes it with only the headers a worker needs;
+
 - nothing a token publishes lands in a stream except through an imported subject, and
   replies cross accounts on server-made `_R_` subjects: a token cannot aim a JetStream
   acknowledgement or delivery at another domain's stream subjects by choosing a reply
@@ -24,6 +27,7 @@ from pathlib import Path
 
 from events.domain import DomainState
 from events.streams import EVENTS_STREAM, worker_consumer_name
+from events.subjects import INGRESS_PREFIX
 
 SERVICE_USER = "jobstream"
 SERVICE_ACCOUNT = "JOBSTREAM"
@@ -49,18 +53,19 @@ def inbox_prefix(domain: str) -> str:
     return f"_INBOX_{domain}"
 
 
-def _imported_services() -> list[str]:
+def _ingress_subjects() -> list[str]:
+    """What tokens may publish into the streams; each reaches broker-auth's ingress as `in.<subject>`."""
     return [
         *(f"ev.*.job.*.{t}" for t in WORKER_JOB_EVENTS),
         *(f"ev.*.worker.*.{t}" for t in WORKER_EVENTS),
         "hb.*.*",
         "log.*.*.*",
-        "rd.*.*.*",
-        f"{_PULL}.*",
-        f"{_ACK}.>",
     ]
 
 
+# Straight to jobstream's services or to JetStream's pull API, headers and all: safe, since
+# these carry no stream headers that matter and their replies cross on server-made subjects.
+_DIRECT_SERVICES = ["rd.*.*.*", f"{_PULL}.*", f"{_ACK}.>"]
 _IMPORTED_STREAMS = ["ev.>", "log.>", "hb.>"]
 
 
@@ -104,21 +109,27 @@ def render(
                 tenants.append(
                     {"user": f"jst_{token.id}", "password": token.secret_bcrypt, "permissions": permissions}
                 )
+    exports: list[dict[str, object]] = [{"stream": s} for s in _IMPORTED_STREAMS]
+    exports += [{"service": f"{INGRESS_PREFIX}.>"}]
+    exports += [
+        {"service": s, **({"response_type": "stream"} if s.startswith(_PULL) else {})}
+        for s in _DIRECT_SERVICES
+    ]
+    imports: list[dict[str, object]] = [
+        {"stream": {"account": SERVICE_ACCOUNT, "subject": s}} for s in _IMPORTED_STREAMS
+    ]
+    imports += [
+        {"service": {"account": SERVICE_ACCOUNT, "subject": f"{INGRESS_PREFIX}.{s}"}, "to": s}
+        for s in _ingress_subjects()
+    ]
+    imports += [{"service": {"account": SERVICE_ACCOUNT, "subject": s}} for s in _DIRECT_SERVICES]
     accounts = {
         SERVICE_ACCOUNT: {
             "jetstream": "enabled",
             "users": [{"user": name, "password": pw} for name, pw in service_users.items()],
-            "exports": [{"stream": s} for s in _IMPORTED_STREAMS]
-            + [
-                {"service": s, **({"response_type": "stream"} if s.startswith(_PULL) else {})}
-                for s in _imported_services()
-            ],
+            "exports": exports,
         },
-        TENANT_ACCOUNT: {
-            "users": tenants,
-            "imports": [{"stream": {"account": SERVICE_ACCOUNT, "subject": s}} for s in _IMPORTED_STREAMS]
-            + [{"service": {"account": SERVICE_ACCOUNT, "subject": s}} for s in _imported_services()],
-        },
+        TENANT_ACCOUNT: {"users": tenants, "imports": imports},
     }
     return "accounts " + json.dumps(accounts, indent=2) + "\n"
 

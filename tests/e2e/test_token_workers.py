@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import os
 import subprocess
 import sys
@@ -17,6 +18,8 @@ import msgspec
 import nats
 import pytest
 
+from events.codec import encode
+from events.job import Started
 from events.store import ReadPage
 from services.runtime.ports import free_port
 from tests.e2e.up import Up
@@ -99,6 +102,13 @@ def test_a_token_worker_runs_its_domain_only_and_reaches_nothing_else(tmp_path: 
             assert result["got_through"] == [], result
             assert result["own_read"] >= 4, result  # submitted, dispatched, started, succeeded
             assert result["green_log_unchanged"], result
+            assert "may only be fenced on ev.blue.job.rogue-job.>" in result["probe_error"], result
+            key = {"Idempotency-Key": "poison", "X-Domain": "green"}
+            green_job = c.post(
+                "/jobs", json={"name": "g", "executor": {"type": "shell", "script": "true"}}, headers=key
+            )
+            assert green_job.status_code == 201, green_job.text  # created, not "already exists"
+            assert green_job.json()["domain"] == "green"
 
             # Revoking the token cuts the worker off at the broker within the stated bound.
             token_id = tokens["blue"].removeprefix("jst_").split("_", 1)[0]
@@ -179,12 +189,30 @@ async def _rogue(up: Up, token: str, ids: dict[str, list[str]]) -> dict[str, Any
     )
     await nc.flush()
     await asyncio.sleep(0.5)
+    # Stream headers are the ingress's to set: a Msg-Id aimed at green's idempotency key is
+    # dropped (the report is stored, the key stays green's), and a fence on green's subjects
+    # is refused rather than answered with green's last sequence.
+    report = Started(domain="blue", actor="rogue", job_id="rogue-job", worker_id="w9", attempt=1)
+    poisoned = await nc.request(
+        "ev.blue.job.rogue-job.started",
+        encode(report),
+        timeout=5,
+        headers={"Nats-Msg-Id": "submit:green:poison"},
+    )
+    assert "seq" in json.loads(poisoned.data), poisoned.data
+    fence = {
+        "Nats-Expected-Last-Subject-Sequence": "0",
+        "Nats-Expected-Last-Subject-Sequence-Subject": "ev.green.>",
+    }
+    probe = await nc.request("ev.blue.job.rogue-job.started", encode(report), timeout=5, headers=fence)
+    probe_error = json.loads(probe.data)["error"]["description"]
     own = await nc.request(f"rd.blue.job.{ids['blue'][0]}", b"0", timeout=5)
     page = msgspec.msgpack.decode(own.data, type=ReadPage)
     green_after = await _count(service, "ev.green.>")
     await nc.close()
     await service.close()
     return {
+        "probe_error": probe_error,
         "got_through": got_through,
         "own_read": len(page.events),
         "green_log_unchanged": green_after == green_before,

@@ -1,0 +1,105 @@
+"""The ingress: how what a domain token publishes reaches the streams.
+
+A token's worker publishes its reports, heartbeats and output lines on their usual
+subjects; the TENANTS account maps them to `in.<subject>` here, and this re-publishes each
+to JetStream after checking it, with only the headers a worker needs. Straight through,
+a token would choose every JetStream header on a stream all domains share: a
+`Nats-Msg-Id` that pre-empts another domain's idempotency key or schedule tick, or
+`Nats-Expected-Last-Msg-Id` / `…-Subject-Sequence-Subject` probes whose refusals read out
+another domain's keys and sequences (found in review, checked on nats-server 2.15.1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+
+from events.codec import DecodeError, decode_event, decode_heartbeat, decode_logline
+from events.store import EXPECTED_LAST_SUBJECT_SEQ, EXPECTED_LAST_SUBJECT_SEQ_SUBJECT
+from events.subjects import (
+    EVENTS_PREFIX,
+    HEARTBEATS_PREFIX,
+    INGRESS_PREFIX,
+    LOGS_PREFIX,
+    SubjectError,
+    parse_event,
+)
+
+log = logging.getLogger(__name__)
+QUEUE = "jobstream-ingress"
+PUBLISH_TIMEOUT_S = 10.0
+TRACE_HEADERS = ("traceparent", "tracestate")
+
+
+class Refused(ValueError):
+    pass
+
+
+def checked(subject: str, data: bytes, headers: dict[str, str] | None) -> dict[str, str]:
+    """The headers to publish with, or Refused. Pure, so every rule is testable on its own."""
+    given = headers or {}
+    kept = {k: v for k, v in given.items() if k in TRACE_HEADERS}
+    kind = subject.split(".", 1)[0]
+    try:
+        if kind == EVENTS_PREFIX:
+            decode_event(subject, data)
+            parsed = parse_event(subject)
+            scope = f"{EVENTS_PREFIX}.{parsed.domain}.{parsed.aggregate}.{parsed.aggregate_id}.>"
+            if EXPECTED_LAST_SUBJECT_SEQ in given:
+                if given.get(EXPECTED_LAST_SUBJECT_SEQ_SUBJECT, scope) != scope:
+                    raise Refused(f"an append to {subject} may only be fenced on {scope}")
+                kept[EXPECTED_LAST_SUBJECT_SEQ] = given[EXPECTED_LAST_SUBJECT_SEQ]
+                kept[EXPECTED_LAST_SUBJECT_SEQ_SUBJECT] = scope
+        elif kind == HEARTBEATS_PREFIX:
+            decode_heartbeat(subject, data)
+        elif kind == LOGS_PREFIX:
+            parts = subject.split(".")
+            if len(parts) != 4 or not parts[3].isdigit():
+                raise Refused(f"not an output subject (log.<domain>.<job>.<attempt>): {subject}")
+            decode_logline(data)
+        else:
+            raise Refused(f"nothing may be published on {subject} through the ingress")
+    except (DecodeError, SubjectError) as exc:
+        raise Refused(str(exc)) from exc
+    return kept
+
+
+def _error(code: int, description: str) -> bytes:
+    """Shaped like JetStream's own refusals, so a worker's publisher reads both alike."""
+    return json.dumps({"error": {"code": code, "err_code": 0, "description": description}}).encode()
+
+
+async def serve_ingress(nc: NATS) -> Subscription:
+    pending: set[asyncio.Task[None]] = set()
+
+    async def forward(msg: Msg, subject: str, headers: dict[str, str]) -> None:
+        try:
+            answer = await nc.request(subject, msg.data, timeout=PUBLISH_TIMEOUT_S, headers=headers or None)
+        except Exception as exc:  # no stream, timeout: the worker retries as it would anyway
+            log.warning("ingress publish to %s failed: %s", subject, exc)
+            await msg.respond(_error(503, f"not stored: {type(exc).__name__}"))
+            return
+        await msg.respond(answer.data)
+
+    async def on_msg(msg: Msg) -> None:
+        subject = msg.subject.removeprefix(f"{INGRESS_PREFIX}.")
+        try:
+            headers = checked(subject, msg.data, msg.headers)
+        except Refused as exc:
+            log.info("ingress refused %s: %s", subject, exc)
+            if msg.reply:
+                await msg.respond(_error(400, f"refused: {exc}"))
+            return
+        if not msg.reply:
+            await nc.publish(subject, msg.data, headers=headers or None)
+            return
+        task = asyncio.create_task(forward(msg, subject, headers))
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+
+    return await nc.subscribe(f"{INGRESS_PREFIX}.>", queue=QUEUE, cb=on_msg)
