@@ -14,12 +14,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections import defaultdict
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from events.codec import DecodeError, decode_event, decode_heartbeat, decode_logline
+from events.ids import is_token
 from events.store import EXPECTED_LAST_SUBJECT_SEQ, EXPECTED_LAST_SUBJECT_SEQ_SUBJECT
 from events.subjects import (
     EVENTS_PREFIX,
@@ -29,8 +31,11 @@ from events.subjects import (
     SubjectError,
     parse_event,
 )
+from services.runtime.broker_auth import WORKER_EVENTS, WORKER_JOB_EVENTS
 
 log = logging.getLogger(__name__)
+WORKER_EVENT_TYPES = {"job": WORKER_JOB_EVENTS, "worker": WORKER_EVENTS}
+IN_FLIGHT_PER_DOMAIN = 1024
 QUEUE = "jobstream-ingress"
 PUBLISH_TIMEOUT_S = 10.0
 TRACE_HEADERS = ("traceparent", "tracestate")
@@ -44,11 +49,17 @@ def checked(subject: str, data: bytes, headers: dict[str, str] | None) -> dict[s
     """The headers to publish with, or Refused. Pure, so every rule is testable on its own."""
     given = headers or {}
     kept = {k: v for k, v in given.items() if k in TRACE_HEADERS}
-    kind = subject.split(".", 1)[0]
+    kind, *rest = subject.split(".")
+    # A literal `*` or `>` passes broker permissions as a token; here it would become an id
+    # that fences or reads every aggregate at once.
+    if not rest or not all(is_token(part) for part in rest):
+        raise Refused(f"{subject} holds a token outside [A-Za-z0-9_-]")
     try:
         if kind == EVENTS_PREFIX:
             decode_event(subject, data)
             parsed = parse_event(subject)
+            if parsed.type not in WORKER_EVENT_TYPES.get(parsed.aggregate, ()):
+                raise Refused(f"a domain token may not append {parsed.aggregate} {parsed.type} events")
             scope = f"{EVENTS_PREFIX}.{parsed.domain}.{parsed.aggregate}.{parsed.aggregate_id}.>"
             if EXPECTED_LAST_SUBJECT_SEQ in given:
                 if given.get(EXPECTED_LAST_SUBJECT_SEQ_SUBJECT, scope) != scope:
@@ -75,15 +86,21 @@ def _error(code: int, description: str) -> bytes:
 
 
 async def serve_ingress(nc: NATS) -> Subscription:
+    """Publishes are pipelined; a domain may have IN_FLIGHT_PER_DOMAIN of them unanswered, so
+    one domain's flood is refused ("retry") before it can starve the others."""
     pending: set[asyncio.Task[None]] = set()
+    in_flight: dict[str, int] = defaultdict(int)
 
     async def forward(msg: Msg, subject: str, headers: dict[str, str]) -> None:
+        domain = subject.split(".")[1]
         try:
             answer = await nc.request(subject, msg.data, timeout=PUBLISH_TIMEOUT_S, headers=headers or None)
         except Exception as exc:  # no stream, timeout: the worker retries as it would anyway
             log.warning("ingress publish to %s failed: %s", subject, exc)
             await msg.respond(_error(503, f"not stored: {type(exc).__name__}"))
             return
+        finally:
+            in_flight[domain] -= 1
         await msg.respond(answer.data)
 
     async def on_msg(msg: Msg) -> None:
@@ -98,6 +115,11 @@ async def serve_ingress(nc: NATS) -> Subscription:
         if not msg.reply:
             await nc.publish(subject, msg.data, headers=headers or None)
             return
+        domain = subject.split(".")[1]
+        if in_flight[domain] >= IN_FLIGHT_PER_DOMAIN:
+            await msg.respond(_error(429, f"too many publishes in flight for domain {domain}; retry"))
+            return
+        in_flight[domain] += 1
         task = asyncio.create_task(forward(msg, subject, headers))
         pending.add(task)
         task.add_done_callback(pending.discard)

@@ -17,6 +17,7 @@ from nats.aio.subscription import Subscription
 
 import events.store as event_store
 from events.codec import aggregates
+from events.ids import is_token
 from events.store import EventStore, read_error, read_page
 from events.subjects import READS_PREFIX, SubjectError, read_filter
 
@@ -49,9 +50,11 @@ async def serve_reads(nc: NATS, store: EventStore) -> Subscription:
             return
         try:
             filter_subject = read_filter(msg.subject)
-            domain, aggregate = msg.subject.split(".")[1:3]
+            domain, aggregate, aggregate_id = msg.subject.split(".")[1:4]
             if aggregate not in aggregates():
                 raise SubjectError(f"unknown aggregate {aggregate!r}")
+            if not is_token(aggregate_id):  # a literal '*' passes permissions; it means "all"
+                raise SubjectError(f"{aggregate_id!r} is not an id")
             after = int(msg.data or b"0")
             if after < 0:
                 raise ValueError("negative sequence")

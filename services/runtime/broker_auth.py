@@ -5,13 +5,16 @@ login per live domain token and reaches JOBSTREAM only through fixed imports, so
 
 - what a token publishes for the streams arrives at broker-auth's ingress (`in.…`), which
   checks it and re-publishes it with only the headers a worker needs;
-
-- nothing a token publishes lands in a stream except through an imported subject, and
-  replies cross accounts on server-made `_R_` subjects: a token cannot aim a JetStream
-  acknowledgement or delivery at another domain's stream subjects by choosing a reply
-  subject (it can in a single account; checked on nats-server 2.15);
+- replies cross accounts on server-made `_R_` subjects: a token cannot aim a JetStream
+  acknowledgement or delivery at a stream by choosing a reply subject (it can in a single
+  account; checked on nats-server 2.15);
 - per-login subject permissions then narrow the imports to the token's own domain, and to
   the pull consumers of the workers registered in it.
+
+Not prevented: nats-server does not check a publisher's reply subject against its
+permissions, so within TENANTS a token can have an answer (a read page, its own delivery,
+a status) sent to another domain's *live* subjects. Such a message never reaches a stream,
+and every jobstream subscriber decodes what it gets and checks it names its own domain.
 
 Accounts are fixed at start; a reload changes only TENANTS' users. (Accounts added by a
 reload did not get working service imports on nats-server 2.15.1, so one account per

@@ -145,6 +145,7 @@ async def test_reads_through_the_proxy_match_direct_reads_page_by_page(
             ("rd.prod.nothing.x", b"0", "unknown aggregate"),
             ("rd.prod.job.x", b"abc", "bad read request"),
             ("rd.prod.job.x", b"-1", "negative"),
+            ("rd.prod.job.*", b"0", "is not an id"),
         ):
             reply = await nc.request(subject, body, timeout=5)
             page = msgspec.msgpack.decode(reply.data, type=ReadPage)

@@ -5,12 +5,17 @@ from __future__ import annotations
 import pytest
 
 from events.codec import encode
-from events.job import Started
+from events.job import JobSpec, ShellExecutor, Started, Submitted
 from events.worker import Heartbeat, LogLine
 from services.broker.ingress import Refused, checked
 
 STARTED = encode(Started(domain="blue", actor="w", job_id="j1", worker_id="w1", attempt=1))
 SCOPE = "ev.blue.job.j1.>"
+SUBMITTED = encode(
+    Submitted(
+        domain="blue", actor="w", job_id="j1", spec=JobSpec(name="x", executor=ShellExecutor(script="true"))
+    )
+)
 
 
 def test_a_fenced_report_keeps_its_fence_and_trace_and_nothing_else() -> None:
@@ -58,6 +63,9 @@ def test_a_fence_on_anything_but_its_own_aggregate_is_refused(scope: str) -> Non
         ),
         ("log.blue.j1.1", b"not json", "log line"),
         ("rd.blue.job.j1", b"0", "nothing may be published"),
+        ("ev.blue.job.*.started", STARTED, "outside"),  # a literal '*' passes permissions
+        ("hb.blue.*", encode(Heartbeat(worker_id="w1", domain="blue", seq=1)), "outside"),
+        ("ev.blue.job.j1.submitted", SUBMITTED, "may not append job submitted"),
     ],
 )
 def test_what_is_not_a_valid_message_for_its_subject_is_refused(subject: str, data: bytes, says: str) -> None:
