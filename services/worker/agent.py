@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 
 HEARTBEAT_TIMEOUT_S = 1.0
 LOGIN_REFUSED_GIVE_UP_S = 10.0
+CONSUMER_GRANT_TIMEOUT_S = 60.0
+PROBE_TIMEOUT_S = 0.25
 REPORT_DEADLINE_S = 60.0
 VERSION = "0.1.0"
 
@@ -136,11 +138,13 @@ class Worker:
                 "A worker with a domain token needs `jobstream broker-auth` running (jobstream up starts it) "
                 "and WORKER_DOMAIN set to the token's domain."
             ) from exc
-        await self._heartbeat_once()
         self._puller = Puller(
             self.nc, EVENTS_STREAM, worker_consumer_name(self.s.domain, self.s.worker_id), self._accept
         )
         await self._puller.start()
+        if login is not None:
+            await self._await_consumer(stop)
+        await self._heartbeat_once()
         heartbeats = asyncio.create_task(self._heartbeat_loop(stop))
         log.info("worker %s ready in domain %s", self.s.worker_id, self.s.domain)
         try:
@@ -192,6 +196,20 @@ class Worker:
         except WrongExpectedSequence:
             history = await self.store.read(scope)
             await self.store.append(Append(subject, event, history[-1].seq if history else 0, scope))
+
+    async def _await_consumer(self, stop: asyncio.Event) -> None:
+        """Beat (and so be given work) only once the broker lets us pull: broker-auth creates a
+        token worker's consumer and grants it after seeing `registered`, about a second."""
+        assert self._puller is not None
+        deadline = time.monotonic() + CONSUMER_GRANT_TIMEOUT_S
+        while not stop.is_set():
+            if await self._puller.probe(PROBE_TIMEOUT_S):
+                return
+            if time.monotonic() > deadline:
+                raise SystemExit(
+                    f"error: the broker did not let worker {self.s.worker_id} pull its assignments within "
+                    f"{CONSUMER_GRANT_TIMEOUT_S:.0f}s; is `jobstream broker-auth` running?"
+                )
 
     async def _pull_loop(self, stop: asyncio.Event) -> None:
         assert self._puller is not None

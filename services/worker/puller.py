@@ -6,6 +6,7 @@ lone assignment back for the whole timeout; this is the "consume" pattern instea
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -35,6 +36,7 @@ class Puller:
         self._sub: Subscription | None = None
         self._warned = -WARN_EVERY_S
         self._asked_at = 0.0
+        self._answered = asyncio.Event()
 
     async def start(self) -> None:
         self._sub = await self.nc.subscribe(self.inbox, cb=self._on_reply)
@@ -44,6 +46,26 @@ class Puller:
             await self._sub.unsubscribe()
             self._sub = None
         self.credits = 0
+
+    async def probe(self, timeout: float) -> bool:
+        """One `no_wait` pull: True once the server answers it (a delivery or "no messages").
+
+        A pull the broker refuses gets no answer at all, so this is how a worker with a
+        domain token learns that broker-auth has granted it its consumer.
+        """
+        if self._sub is None:
+            return False
+        self._answered.clear()
+        self.credits += 1
+        self._asked_at = time.monotonic()
+        request = {"batch": 1, "no_wait": True}
+        await self.nc.publish(self.next_subject, json.dumps(request).encode(), reply=self.inbox)
+        try:
+            await asyncio.wait_for(self._answered.wait(), timeout)
+        except TimeoutError:
+            self.credits = max(0, self.credits - 1)
+            return False
+        return True
 
     def reset(self) -> None:
         """After a reconnect the server has forgotten our open requests."""
@@ -65,6 +87,7 @@ class Puller:
         await self.nc.publish(self.next_subject, json.dumps(request).encode(), reply=self.inbox)
 
     async def _on_reply(self, msg: Msg) -> None:
+        self._answered.set()
         status = msg.headers.get("Status") if msg.headers else None
         if status is None and msg.reply:
             self.credits = max(0, self.credits - 1)
