@@ -61,12 +61,8 @@ def test_a_token_worker_runs_its_domain_only_and_reaches_nothing_else(tmp_path: 
     up.wait_banner()
     procs: list[subprocess.Popen[bytes]] = []
     try:
+        tokens = up.make_domains("blue", "green")
         with up.client() as c:
-            tokens = {}
-            for name in ("blue", "green"):
-                made = c.post("/admin/domains", json={"name": name})
-                assert made.status_code == 201, made.text
-                tokens[name] = made.json()["token"]["token"]
             worker_log = tmp_path / "blue-worker.log"
             procs.append(_worker(up, tokens["blue"], "blue", "w1", worker_log))
             ids: dict[str, list[str]] = {"blue": [], "green": []}

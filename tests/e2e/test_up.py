@@ -107,12 +107,7 @@ def test_a_domain_token_reads_only_its_domain_at_the_broker(tmp_path: Path) -> N
     up = Up(tmp_path / "data", "--port", str(free_port()), "--nats-port", str(free_port()), "--workers", "0")
     up.wait_banner()
     try:
-        with up.client() as c:
-            tokens = {}
-            for name in ("blue", "green"):
-                made = c.post("/admin/domains", json={"name": name})
-                assert made.status_code == 201, made.text
-                tokens[name] = made.json()["token"]["token"]
+        tokens = up.make_domains("blue", "green")
         blue_url = nats_login_url(tokens["blue"], up.nats_url)  # what `jobstream domains nats-url` prints
         result = asyncio.run(_broker_matrix(up, blue_url))
         assert "ev.blue.job" in result["own"] and set(result["own"]) <= {"ev.blue.job", "ev.blue.domain"}, (
