@@ -11,10 +11,8 @@ another domain's keys and sequences (found in review, checked on nats-server 2.1
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-from collections import defaultdict
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
@@ -31,6 +29,7 @@ from events.subjects import (
     SubjectError,
     parse_event,
 )
+from services.broker.bounds import PerDomain
 from services.runtime.broker_auth import WORKER_EVENTS, WORKER_JOB_EVENTS
 
 log = logging.getLogger(__name__)
@@ -88,19 +87,15 @@ def _error(code: int, description: str) -> bytes:
 async def serve_ingress(nc: NATS) -> Subscription:
     """Publishes are pipelined; a domain may have IN_FLIGHT_PER_DOMAIN of them unanswered, so
     one domain's flood is refused ("retry") before it can starve the others."""
-    pending: set[asyncio.Task[None]] = set()
-    in_flight: dict[str, int] = defaultdict(int)
+    in_flight = PerDomain(IN_FLIGHT_PER_DOMAIN)
 
     async def forward(msg: Msg, subject: str, headers: dict[str, str]) -> None:
-        domain = subject.split(".")[1]
         try:
             answer = await nc.request(subject, msg.data, timeout=PUBLISH_TIMEOUT_S, headers=headers or None)
         except Exception as exc:  # no stream, timeout: the worker retries as it would anyway
             log.warning("ingress publish to %s failed: %s", subject, exc)
             await msg.respond(_error(503, f"not stored: {type(exc).__name__}"))
             return
-        finally:
-            in_flight[domain] -= 1
         await msg.respond(answer.data)
 
     async def on_msg(msg: Msg) -> None:
@@ -116,12 +111,7 @@ async def serve_ingress(nc: NATS) -> Subscription:
             await nc.publish(subject, msg.data, headers=headers or None)
             return
         domain = subject.split(".")[1]
-        if in_flight[domain] >= IN_FLIGHT_PER_DOMAIN:
+        if not in_flight.start(domain, lambda: forward(msg, subject, headers)):
             await msg.respond(_error(429, f"too many publishes in flight for domain {domain}; retry"))
-            return
-        in_flight[domain] += 1
-        task = asyncio.create_task(forward(msg, subject, headers))
-        pending.add(task)
-        task.add_done_callback(pending.discard)
 
     return await nc.subscribe(f"{INGRESS_PREFIX}.>", queue=QUEUE, cb=on_msg)

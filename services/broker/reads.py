@@ -20,6 +20,7 @@ from events.codec import aggregates
 from events.ids import is_token
 from events.store import EventStore, read_error, read_page
 from events.subjects import READS_PREFIX, SubjectError, read_filter
+from services.broker.bounds import PerDomain
 
 log = logging.getLogger(__name__)
 QUEUE = "jobstream-reads"
@@ -31,8 +32,7 @@ async def serve_reads(nc: NATS, store: EventStore) -> Subscription:
     """Each request answers at most one page; a domain gets a few reads at a time and a bounded
     queue, so one domain's flood of requests cannot starve another's."""
     running: dict[str, asyncio.Semaphore] = defaultdict(lambda: asyncio.Semaphore(READS_AT_ONCE_PER_DOMAIN))
-    queued: dict[str, int] = defaultdict(int)
-    pending: set[asyncio.Task[None]] = set()
+    queued = PerDomain(READS_QUEUED_PER_DOMAIN)
 
     async def answer(msg: Msg, domain: str, filter_subject: str, after: int) -> None:
         try:
@@ -42,8 +42,6 @@ async def serve_reads(nc: NATS, store: EventStore) -> Subscription:
         except Exception as exc:
             log.warning("read of %s failed: %s", filter_subject, exc)
             await msg.respond(read_error(f"read failed: {type(exc).__name__}"))
-        finally:
-            queued[domain] -= 1
 
     async def on_request(msg: Msg) -> None:
         if not msg.reply:
@@ -61,12 +59,7 @@ async def serve_reads(nc: NATS, store: EventStore) -> Subscription:
         except (SubjectError, ValueError) as exc:
             await msg.respond(read_error(f"bad read request on {msg.subject}: {exc}"))
             return
-        if queued[domain] >= READS_QUEUED_PER_DOMAIN:
+        if not queued.start(domain, lambda: answer(msg, domain, filter_subject, after)):
             await msg.respond(read_error(f"too many reads in flight for domain {domain}; retry"))
-            return
-        queued[domain] += 1
-        task = asyncio.create_task(answer(msg, domain, filter_subject, after))
-        pending.add(task)
-        task.add_done_callback(pending.discard)
 
     return await nc.subscribe(f"{READS_PREFIX}.*.*.*", queue=QUEUE, cb=on_request)
