@@ -16,9 +16,13 @@ def job(domain: str, job_id: str, type_: str, worker_id: str | None = None) -> s
     return f"{base}.{worker_id}" if worker_id else base
 
 
+def aggregate_all(domain: str, aggregate: str, aggregate_id: str) -> str:
+    """Filter covering every event of one aggregate: its optimistic-concurrency scope."""
+    return f"{EVENTS_PREFIX}.{domain}.{aggregate}.{aggregate_id}.>"
+
+
 def job_all(domain: str, job_id: str) -> str:
-    """Filter covering every event of one job: the optimistic-concurrency scope."""
-    return f"{EVENTS_PREFIX}.{domain}.job.{job_id}.>"
+    return aggregate_all(domain, "job", job_id)
 
 
 def job_type_all(domain: str, type_: str) -> str:
@@ -35,8 +39,7 @@ def schedule(domain: str, schedule_id: str, type_: str) -> str:
 
 
 def schedule_all(domain: str, schedule_id: str) -> str:
-    """Filter covering every event of one schedule: its optimistic-concurrency scope."""
-    return f"{EVENTS_PREFIX}.{domain}.schedule.{schedule_id}.>"
+    return aggregate_all(domain, "schedule", schedule_id)
 
 
 def template(domain: str, name: str, type_: str) -> str:
@@ -44,7 +47,7 @@ def template(domain: str, name: str, type_: str) -> str:
 
 
 def template_all(domain: str, name: str) -> str:
-    return f"{EVENTS_PREFIX}.{domain}.template.{name}.>"
+    return aggregate_all(domain, "template", name)
 
 
 def domain_event(domain: str, type_: str) -> str:
@@ -53,7 +56,7 @@ def domain_event(domain: str, type_: str) -> str:
 
 
 def domain_all(domain: str) -> str:
-    return f"{EVENTS_PREFIX}.{domain}.domain.{domain}.>"
+    return aggregate_all(domain, "domain", domain)
 
 
 def worker(domain: str, worker_id: str, type_: str) -> str:
@@ -61,7 +64,7 @@ def worker(domain: str, worker_id: str, type_: str) -> str:
 
 
 def worker_all(domain: str, worker_id: str) -> str:
-    return f"{EVENTS_PREFIX}.{domain}.worker.{worker_id}.>"
+    return aggregate_all(domain, "worker", worker_id)
 
 
 def heartbeat(domain: str, worker_id: str) -> str:
@@ -93,7 +96,7 @@ def read_filter(request_subject: str) -> str:
     parts = request_subject.split(".")
     if len(parts) != 4 or parts[0] != READS_PREFIX:
         raise SubjectError(f"not a read request subject: {request_subject!r}")
-    return ".".join([EVENTS_PREFIX, *parts[1:4], ">"])
+    return aggregate_all(*parts[1:4])
 
 
 def domain_events(domain: str) -> str:

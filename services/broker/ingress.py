@@ -27,6 +27,7 @@ from events.subjects import (
     INGRESS_PREFIX,
     LOGS_PREFIX,
     SubjectError,
+    aggregate_all,
     parse_event,
 )
 from services.broker.bounds import PerDomain
@@ -59,7 +60,7 @@ def checked(subject: str, data: bytes, headers: dict[str, str] | None) -> dict[s
             parsed = parse_event(subject)
             if parsed.type not in WORKER_EVENT_TYPES.get(parsed.aggregate, ()):
                 raise Refused(f"a domain token may not append {parsed.aggregate} {parsed.type} events")
-            scope = f"{EVENTS_PREFIX}.{parsed.domain}.{parsed.aggregate}.{parsed.aggregate_id}.>"
+            scope = aggregate_all(parsed.domain, parsed.aggregate, parsed.aggregate_id)
             if EXPECTED_LAST_SUBJECT_SEQ in given:
                 if given.get(EXPECTED_LAST_SUBJECT_SEQ_SUBJECT, scope) != scope:
                     raise Refused(f"an append to {subject} may only be fenced on {scope}")

@@ -56,13 +56,14 @@ def inbox_prefix(domain: str) -> str:
     return f"_INBOX_{domain}"
 
 
-def _ingress_subjects() -> list[str]:
-    """What tokens may publish into the streams; each reaches broker-auth's ingress as `in.<subject>`."""
+def _reports(domain: str) -> list[str]:
+    """What a worker of `domain` publishes into the streams (`*`: any domain, for the imports,
+    where each reaches broker-auth's ingress as `in.<subject>`)."""
     return [
-        *(f"ev.*.job.*.{t}" for t in WORKER_JOB_EVENTS),
-        *(f"ev.*.worker.*.{t}" for t in WORKER_EVENTS),
-        "hb.*.*",
-        "log.*.*.*",
+        *(f"ev.{domain}.job.*.{t}" for t in WORKER_JOB_EVENTS),
+        *(f"ev.{domain}.worker.*.{t}" for t in WORKER_EVENTS),
+        f"hb.{domain}.*",
+        f"log.{domain}.*.*",
     ]
 
 
@@ -74,13 +75,7 @@ _IMPORTED_STREAMS = ["ev.>", "log.>", "hb.>"]
 
 def domain_permissions(domain: str, workers: Set[str] = frozenset()) -> dict[str, object]:
     """A token may read its domain, report as its domain's workers and pull their dispatches."""
-    publish = [
-        *(f"ev.{domain}.job.*.{t}" for t in WORKER_JOB_EVENTS),
-        *(f"ev.{domain}.worker.*.{t}" for t in WORKER_EVENTS),
-        f"hb.{domain}.*",
-        f"log.{domain}.*.*",
-        f"rd.{domain}.*.*",
-    ]
+    publish = [*_reports(domain), f"rd.{domain}.*.*"]
     for worker_id in sorted(workers):
         name = worker_consumer_name(domain, worker_id)
         publish += [f"{_PULL}.{name}", f"{_ACK}.{name}.>"]
@@ -123,7 +118,7 @@ def render(
     ]
     imports += [
         {"service": {"account": SERVICE_ACCOUNT, "subject": f"{INGRESS_PREFIX}.{s}"}, "to": s}
-        for s in _ingress_subjects()
+        for s in _reports("*")
     ]
     imports += [{"service": {"account": SERVICE_ACCOUNT, "subject": s}} for s in _DIRECT_SERVICES]
     accounts = {
