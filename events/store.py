@@ -268,18 +268,14 @@ class EventStore:
         """Every event matching the filter, in order, by direct gets (no consumer state)."""
         if self.via_proxy:
             return await self._read_via_proxy(filter_subject, after)
-        return [Stored(seq, subject, decode_event(subject, data)) for seq, subject, data in
-                await self.read_raw(filter_subject, after)]  # fmt: skip
-
-    async def read_raw(self, filter_subject: str, after: int = 0) -> list[tuple[int, str, bytes]]:
-        """Like `read`, undecoded."""
-        out, _ = await self.read_raw_page(filter_subject, after, None)
-        return out
+        stored, _ = await self.read_raw_page(filter_subject, after, None)
+        return [Stored(seq, subject, decode_event(subject, data)) for seq, subject, data in stored]
 
     async def read_raw_page(
         self, filter_subject: str, after: int, max_bytes: int | None
     ) -> tuple[list[tuple[int, str, bytes]], bool]:
-        """Up to about `max_bytes` of events after `after`, and whether to ask again for more."""
+        """Up to about `max_bytes` (None: all) of events after `after`, undecoded, and whether to
+        ask again for more: what the read proxy hands on, one page per request."""
         out: list[tuple[int, str, bytes]] = []
         size = 0
         seq = after + 1

@@ -152,14 +152,14 @@ async def serve(nats_url: str, conf: Path, server_pid: int, service_password: st
                 {SERVICE_USER: service_password}, seen.domains, utcnow(), seen.worker_ids()
             )
             if conf.exists() and conf.read_text() == text:
-                continue
+                continue  # nothing changed: no check, no write, no reload
             problem = await asyncio.to_thread(config_problem, text, conf.with_name(conf.name + ".check"))
             if problem is not None:
                 log.error("not reloading the broker: the rendered config is refused: %s", problem)
                 continue
-            if broker_auth.write(conf, text):
-                os.kill(server_pid, signal.SIGHUP)
-                log.info("broker logins updated: %d", text.count('"user"'))
+            broker_auth.write(conf, text)
+            os.kill(server_pid, signal.SIGHUP)
+            log.info("broker logins updated: %d", text.count('"user"'))
     finally:
         await reads.unsubscribe()
         await ingress.unsubscribe()

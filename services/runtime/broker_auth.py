@@ -143,13 +143,10 @@ def next_change(domains: Mapping[str, DomainState], now: datetime) -> datetime |
     return min(ends, default=None)
 
 
-def write(path: Path, text: str) -> bool:
-    """Replace the file atomically, readable by its owner only; False when nothing changed."""
-    if path.exists() and path.read_text() == text:
-        return False
+def write(path: Path, text: str) -> None:
+    """Replace the file atomically, readable by its owner only."""
     tmp = path.with_name(path.name + ".tmp")
     tmp.touch(mode=0o600, exist_ok=True)
     tmp.chmod(0o600)
     tmp.write_text(text)
     tmp.replace(path)
-    return True
