@@ -78,14 +78,10 @@ class Dispatcher:
         )
         await self._load_heartbeats(js)
         beats = await nc.subscribe("hb.>", cb=self._on_heartbeat)
-        leasing = asyncio.create_task(self.lease.keep(stop, self.wake.set))
         try:
-            await self._loop(stop)
+            async with self.lease.kept(stop, self.wake.set):
+                await self._loop(stop)
         finally:
-            leasing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await leasing
-            await self.lease.release()
             await follow.unsubscribe()
             await beats.unsubscribe()
             await nc.close()

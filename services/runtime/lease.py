@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 from nats.js import JetStreamContext
 from nats.js.errors import KeyWrongLastSequenceError
@@ -68,6 +68,18 @@ class Lease:
                 log.info("%s is leader", self.key)
                 on_acquired()
             await asyncio.sleep(RENEW_INTERVAL_S)
+
+    @contextlib.asynccontextmanager
+    async def kept(self, stop: asyncio.Event, on_acquired: Callable[[], None]) -> AsyncIterator[None]:
+        """Keep the lease (see `keep`) for the body's duration, then stop renewing and release it."""
+        leasing = asyncio.create_task(self.keep(stop, on_acquired))
+        try:
+            yield
+        finally:
+            leasing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await leasing
+            await self.release()
 
     async def release(self) -> None:
         if self.revision is None:

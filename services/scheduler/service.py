@@ -94,14 +94,10 @@ class Scheduler:
             # once the last of it is folded in.
             self.catch_up_to = int(info.delivered.stream_seq or 0) if info.delivered else 0
             self.caught_up = self.catch_up_to == 0
-        leasing = asyncio.create_task(self.lease.keep(stop, self._became_leader))
         try:
-            await self._loop(stop)
+            async with self.lease.kept(stop, self._became_leader):
+                await self._loop(stop)
         finally:
-            leasing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await leasing
-            await self.lease.release()
             await follow.unsubscribe()
             if own:
                 await nc.close()
