@@ -13,7 +13,7 @@ from events.job import AnyJobEvent
 from events.schedule import AnyScheduleEvent
 from events.subjects import SubjectError, heartbeat, parse_event
 from events.template import AnyTemplateEvent
-from events.worker import AnyWorkerEvent, Heartbeat, LogLine
+from events.worker import AnyWorkerEvent, Heartbeat, LogBatch, LogLine
 
 _encoder = msgspec.json.Encoder()
 _decoders: dict[str, msgspec.json.Decoder[Any]] = {
@@ -29,6 +29,7 @@ _id_fields = {"job": "job_id", "worker": "worker_id", "schedule": "schedule_id",
               "template": "template"}  # fmt: skip
 _heartbeat = msgspec.json.Decoder(Heartbeat)
 _logline = msgspec.json.Decoder(LogLine)
+_logbatch = msgspec.json.Decoder(LogBatch)
 
 
 class DecodeError(ValueError):
@@ -91,3 +92,13 @@ def decode_logline(data: bytes) -> LogLine:
         return _logline.decode(data)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise DecodeError(f"log line: {exc}") from exc
+
+
+def decode_log(data: bytes) -> list[LogLine]:
+    """The lines of one output message, whichever version wrote it (a batch, or one line)."""
+    if data.startswith(b'{"kind":'):  # msgspec writes the tag first
+        try:
+            return _logbatch.decode(data).lines
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise DecodeError(f"log batch: {exc}") from exc
+    return [decode_logline(data)]

@@ -113,10 +113,25 @@ class Heartbeat(msgspec.Struct, frozen=True, omit_defaults=True):
     at: datetime = msgspec.field(default_factory=utcnow)
 
 
+LOG_STREAMS = ("stdout", "stderr", "jobstream")  # "jobstream": the worker's own notes (lines dropped …)
+
+
 class LogLine(msgspec.Struct, frozen=True, array_like=False, omit_defaults=True):
-    """One line of job output; `seq` orders lines of one attempt across both streams."""
+    """One line of job output; `seq` orders lines of one attempt across both streams.
+
+    Version 1 of the output message: one line each. Still written by nothing, decoded forever."""
 
     seq: int
-    stream: str  # "stdout" | "stderr"
+    stream: str  # one of LOG_STREAMS
     line: str
     at: datetime = msgspec.field(default_factory=utcnow)
+
+
+class LogBatch(msgspec.Struct, frozen=True, omit_defaults=True, tag="batch", tag_field="kind"):
+    """Version 2 of the output message: consecutive lines of one attempt in one message.
+
+    One message per line cost a publish, an ack and a stored message per line, and a chatty
+    job could bury the worker's connection; a batch carries up to a few hundred lines.
+    `seq` of each line stays the attempt-wide line number, so readers can page by it."""
+
+    lines: list[LogLine]
