@@ -13,9 +13,13 @@ from services.cli.client import EXIT_BAD_INPUT, Client
 from services.cli.client_commands import AsJson, Token, Url, _call, _load_file, fail
 
 domains_app = typer.Typer(
-    help="Domains (tenants) and their tokens; needs the admin token.", no_args_is_help=True
+    rich_markup_mode=None,
+    help="Domains (tenants) and their tokens; needs the admin token.",
+    no_args_is_help=True,
 )
-templates_app = typer.Typer(help="Named, versioned job specs of the domain.", no_args_is_help=True)
+templates_app = typer.Typer(
+    rich_markup_mode=None, help="Named, versioned job specs of the domain.", no_args_is_help=True
+)
 
 Name = Annotated[str, typer.Argument(help="domain name")]
 

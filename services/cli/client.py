@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 
 DEFAULT_URL = "http://127.0.0.1:8000"
+API_PREFIX = "/api/v1"
 TIMEOUT_S = 30.0
 
 # Exit codes the CLI uses, so scripts can tell failures apart.
@@ -34,14 +35,12 @@ class Client:
 
     @staticmethod
     def from_env(url: str | None = None, token: str | None = None) -> Client:
-        return Client(
-            (url or os.environ.get("JOBSTREAM_URL") or DEFAULT_URL).rstrip("/"),
-            token or os.environ.get("JOBSTREAM_TOKEN"),
-        )
+        return Client(base_url(url or os.environ.get("JOBSTREAM_URL") or DEFAULT_URL),
+                      token or os.environ.get("JOBSTREAM_TOKEN"))  # fmt: skip
 
     def _http(self) -> httpx.Client:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-        return httpx.Client(base_url=f"{self.url}/api/v1", headers=headers, timeout=TIMEOUT_S)
+        return httpx.Client(base_url=f"{self.url}{API_PREFIX}", headers=headers, timeout=TIMEOUT_S)
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
@@ -85,14 +84,32 @@ class Client:
             raise ClientError(f"lost the stream from {self.url}: {exc}", EXIT_UNAVAILABLE) from exc
 
 
+def base_url(url: str) -> str:
+    """The server's root: the banner prints `…/api/v1`, and users paste it as it is."""
+    url = url.strip().rstrip("/")
+    return url.removesuffix(API_PREFIX).rstrip("/")
+
+
+def not_jobstream(client: Client, status: int) -> ClientError:
+    return ClientError(
+        f"{client.url} is not a jobstream API base URL (it answered {status} without jobstream's "
+        "error body); set JOBSTREAM_URL or --url to the URL `jobstream up` prints, e.g. http://127.0.0.1:8000",
+        EXIT_UNAVAILABLE,
+    )
+
+
 def _raise_for(response: httpx.Response, client: Client) -> None:
     if response.status_code < 400:
         return
-    try:
-        detail = response.json().get("detail", response.text)
-    except ValueError:
-        detail = response.text
     status = response.status_code
+    try:
+        body = response.json()
+    except ValueError:
+        raise not_jobstream(client, status) from None
+    if not isinstance(body, dict) or "detail" not in body or body["detail"] == "Not Found":
+        # FastAPI's bare "Not Found" means no such route: every jobstream 404 names what is missing.
+        raise not_jobstream(client, status)
+    detail = body["detail"]
     if status == 401:
         hint = "" if client.token else " (set JOBSTREAM_TOKEN)"
         raise ClientError(f"not authorized: {detail}{hint}", EXIT_AUTH)

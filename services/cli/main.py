@@ -9,11 +9,30 @@ import typer
 from services.cli import client_commands
 
 app = typer.Typer(
+    rich_markup_mode=None,
     help="jobstream: distributed jobs on a NATS JetStream event log.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
 )
 client_commands.register(app)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"jobstream {version('jobstream')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    show_version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="print the version and exit"
+    ),
+) -> None:
+    """jobstream: distributed jobs on a NATS JetStream event log."""
+
 
 DEFAULT_DATA_DIR = Path(".jobstream")
 

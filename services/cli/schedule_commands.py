@@ -10,7 +10,7 @@ from services.cli import render
 from services.cli.client import EXIT_BAD_INPUT, Client
 from services.cli.client_commands import AsJson, Token, Url, _call, _load_file, _pairs, build_job, fail
 
-schedules_app = typer.Typer(help="Cron and interval schedules.", no_args_is_help=True)
+schedules_app = typer.Typer(rich_markup_mode=None, help="Cron and interval schedules.", no_args_is_help=True)
 
 Id = Annotated[str, typer.Argument(help="schedule id")]
 

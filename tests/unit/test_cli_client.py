@@ -1,0 +1,62 @@
+"""The CLI's client: base URLs as users paste them, and servers that are not jobstream."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from services.cli.client import EXIT_UNAVAILABLE, Client, ClientError, base_url
+
+
+@pytest.mark.parametrize(
+    ("given", "want"),
+    [
+        ("http://127.0.0.1:8000", "http://127.0.0.1:8000"),
+        ("http://127.0.0.1:8000/", "http://127.0.0.1:8000"),
+        ("http://127.0.0.1:8000/api/v1", "http://127.0.0.1:8000"),
+        ("http://127.0.0.1:8000/api/v1/ ", "http://127.0.0.1:8000"),
+    ],
+)
+def test_banner_url_is_accepted(given: str, want: str) -> None:
+    assert base_url(given) == want
+
+
+class _Other(http.server.BaseHTTPRequestHandler):
+    """Some other web server: HTML 404s, or FastAPI's bare JSON 404."""
+
+    def do_GET(self) -> None:
+        if self.path.startswith("/json"):
+            body, kind = b'{"detail":"Not Found"}', "application/json"
+        else:
+            body, kind = b"<html>nope</html>", "text/html"
+        self.send_response(404)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def other_server() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Other)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize("prefix", ["", "/json"])
+def test_a_server_that_is_not_jobstream_is_named(other_server: str, prefix: str) -> None:
+    with pytest.raises(ClientError) as info:
+        Client.from_env(other_server + prefix, "t").get("/jobs")
+    assert info.value.exit_code == EXIT_UNAVAILABLE
+    assert "is not a jobstream API base URL" in str(info.value)
