@@ -20,7 +20,9 @@ Url = Annotated[str | None, typer.Option("--url", envvar="JOBSTREAM_URL", help="
 Token = Annotated[str | None, typer.Option("--token", envvar="JOBSTREAM_TOKEN", help="bearer token")]
 AsJson = Annotated[bool, typer.Option("--json", help="print JSON instead of tables")]
 
-jobs_app = typer.Typer(rich_markup_mode=None, help="List, inspect, cancel and retry jobs.", no_args_is_help=True)
+jobs_app = typer.Typer(
+    rich_markup_mode=None, help="List, inspect, cancel and retry jobs.", no_args_is_help=True
+)
 workers_app = typer.Typer(rich_markup_mode=None, help="The worker fleet.", no_args_is_help=True)
 
 
