@@ -54,7 +54,7 @@ async def submit_many(
     ]  # fmt: skip
     results = await store.append_many(items)
     out: list[Submission] = []
-    for job_id, result in zip(ids, results, strict=True):
+    for job_id, spec, key, result in zip(ids, specs, keys, results, strict=True):
         if isinstance(result, Appended):
             out.append(Submission(job_id, not result.duplicate, result.seq))
         elif isinstance(result, WrongExpectedSequence):
@@ -62,7 +62,24 @@ async def submit_many(
             out.append(Submission(job_id, False, 0))
         else:
             raise result
+        if key is not None and not out[-1].created:
+            await _same_request(store, domain, job_id, key, spec)
     return out
+
+
+class IdempotencyMismatch(Conflict):
+    code = "idempotency_key_reused"
+
+
+async def _same_request(store: EventStore, domain: str, job_id: str, key: str, spec: JobSpec) -> None:
+    """A key names one request: reused with another body it is a client bug, never the old job
+    silently (Stripe answers the same way). Nothing is appended either way."""
+    state, _ = await store.read_job(domain, job_id)
+    if state is not None and state.spec != spec:
+        raise IdempotencyMismatch(
+            f"Idempotency-Key {key!r} was already used for job {job_id} with a different job spec; "
+            "use a new key for a different job"
+        )
 
 
 async def cancel(store: EventStore, domain: str, job_id: str, actor: str, reason: str) -> int:

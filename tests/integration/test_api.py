@@ -132,3 +132,31 @@ def test_without_a_valid_token_nothing_is_read_not_even_the_body(api: TestClient
     assert r.status_code == 401 and r.headers["WWW-Authenticate"] == "Bearer"
     r = api.post("/api/v1/jobs", json={}, headers={"Authorization": "Bearer wrong"})
     assert r.status_code == 401
+
+
+def test_an_idempotency_key_reused_with_another_body_is_refused(
+    api: TestClient, nats_server: NatsServer
+) -> None:
+    key = {**AUTH, "Idempotency-Key": "reuse-1"}
+    first = api.post("/api/v1/jobs", json=shell("echo one"), headers=key)
+    assert first.status_code == 201, first.text
+    again = api.post("/api/v1/jobs", json=shell("echo one"), headers=key)
+    assert again.status_code == 200 and again.json()["id"] == first.json()["id"]
+    before = last_seq(nats_server.url)
+    other = api.post("/api/v1/jobs", json=shell("echo two"), headers=key)
+    assert other.status_code == 409, other.text
+    assert other.json()["error"] == "idempotency_key_reused"
+    assert "reuse-1" in other.json()["detail"] and first.json()["id"] in other.json()["detail"]
+    assert last_seq(nats_server.url) == before
+    batch = api.post(
+        "/api/v1/jobs/batch",
+        json={"jobs": [shell("a"), shell("b")]},
+        headers={**AUTH, "Idempotency-Key": "reuse-2"},
+    )
+    assert batch.status_code in (200, 201), batch.text
+    swapped = api.post(
+        "/api/v1/jobs/batch",
+        json={"jobs": [shell("b"), shell("a")]},
+        headers={**AUTH, "Idempotency-Key": "reuse-2"},
+    )
+    assert swapped.status_code == 409, swapped.text
