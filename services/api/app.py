@@ -9,6 +9,7 @@ from pathlib import Path
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from events.store import EventStore
@@ -74,7 +75,8 @@ def create_app(settings: ApiSettings) -> FastAPI:
             await projector.stop()
             await nc.close()
 
-    app = FastAPI(
+    # Swagger UI's scripts are served from the package, not a CDN: /docs works offline.
+    app = FastAPIOffline(
         title="jobstream",
         version="0.1.0",
         description="Jobs, workers and events of jobstream. Every route but /health, /ready and "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -160,3 +161,14 @@ def test_an_idempotency_key_reused_with_another_body_is_refused(
         headers={**AUTH, "Idempotency-Key": "reuse-2"},
     )
     assert swapped.status_code == 409, swapped.text
+
+
+def test_swagger_docs_load_their_assets_from_this_server(api: TestClient) -> None:
+    page = api.get("/docs")
+    assert page.status_code == 200
+    assert "cdn." not in page.text and "unpkg" not in page.text, "docs must work offline"
+    assets = re.findall(r'(?:src|href)="(/[^"]+\.(?:js|css))"', page.text)
+    assert any(a.endswith("swagger-ui-bundle.js") for a in assets), page.text
+    for asset in assets:
+        r = api.get(asset)
+        assert r.status_code == 200 and len(r.content) > 1000, asset
