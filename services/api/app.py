@@ -21,7 +21,7 @@ from services.api.domain_commands import ensure_default
 from services.api.limits import BodyLimit
 from services.api.metrics import ProjectionCollector
 from services.api.ratelimit import RateLimiter, StreamSlots
-from services.api.routes import admin, events, health, jobs, schedules, templates, workers
+from services.api.routes import admin, events, health, info, jobs, schedules, templates, workers
 from services.api.settings import ApiSettings
 from services.api.strict import no_unknown_query
 from services.runtime.connect import connect, jetstream
@@ -108,6 +108,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         workers.router,
         events.router,
         admin.router,
+        info.router,
     ):
         app.include_router(router, prefix=API_PREFIX)
     if UI_DIST.is_dir():

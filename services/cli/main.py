@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from services.cli import client_commands
+from services.cli.status_command import status
 
 app = typer.Typer(
     rich_markup_mode=None,
@@ -15,6 +16,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 client_commands.register(app)
+app.command()(status)
 
 
 def _version(value: bool) -> None:
