@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import Annotated, Any
 
 import typer
@@ -44,7 +45,7 @@ def _tokens_table(tokens: list[dict[str, Any]]) -> Table:
         used = t.get("last_used_at")
         table.add_row(
             t["id"], t["name"], render.when(t["created_at"]), render.when(t["expires_at"]),
-            render.when(t["revoked_at"]), f"{used:.0f}" if isinstance(used, float) else "",
+            render.when(t["revoked_at"]), render.when(used),
         )  # fmt: skip
     return table
 
@@ -143,8 +144,18 @@ def domains_enable(name: Name, url: Url = None, token: Token = None, as_json: As
 
 
 @domains_app.command("rm")
-def domains_rm(name: Name, url: Url = None, token: Token = None, as_json: AsJson = False) -> None:
+def domains_rm(
+    name: Name,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")] = False,
+    url: Url = None,
+    token: Token = None,
+    as_json: AsJson = False,
+) -> None:
     """Delete a domain: gone for every interface; its events stay in the log."""
+    if not yes:
+        if not sys.stdin.isatty():
+            raise fail(f"deleting domain {name} needs --yes when not run from a terminal", EXIT_BAD_INPUT)
+        typer.confirm(f"Delete domain {name}? Its tokens stop working and its jobs stop running", abort=True)
     result = _call(Client.from_env(url, token).request, "DELETE", f"/admin/domains/{name}")
     render.print_json(result) if as_json else typer.echo(f"domain {name}: {result['status']}")
 

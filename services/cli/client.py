@@ -40,6 +40,9 @@ class Client:
 
     def _http(self) -> httpx.Client:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        if os.environ.get("JOBSTREAM_DOMAIN"):
+            # The admin token acts in `prod` unless told otherwise; a domain token ignores this.
+            headers["X-Domain"] = os.environ["JOBSTREAM_DOMAIN"]
         return httpx.Client(base_url=f"{self.url}{API_PREFIX}", headers=headers, timeout=TIMEOUT_S)
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -316,7 +317,11 @@ def jobs_ls(
     out = render.console()
     out.print(render.jobs_table(page["items"]))
     if page.get("next_cursor"):
-        out.print(f"[dim]more: jobstream jobs ls --cursor {page['next_cursor']}[/]")
+        # The hint repeats the filters: a cursor alone would page through every job.
+        given = {"status": status, "name": name, "tag": tag, "worker": worker, "label": label}
+        flags = "".join(f" --{k} {shlex.quote(v)}" for k, v in given.items() if v is not None)
+        flags += f" --limit {limit}" if limit != 50 else ""
+        out.print(f"[dim]more: jobstream jobs ls{flags} --cursor {page['next_cursor']}[/]", markup=True)
 
 
 @jobs_app.command("show")

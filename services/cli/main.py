@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -32,8 +33,13 @@ def main(
     show_version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="print the version and exit"
     ),
+    domain: str | None = typer.Option(
+        None, "--domain", envvar="JOBSTREAM_DOMAIN", help="domain the admin token acts in [default: prod]"
+    ),
 ) -> None:
     """jobstream: distributed jobs on a NATS JetStream event log."""
+    if domain:
+        os.environ["JOBSTREAM_DOMAIN"] = domain
 
 
 DEFAULT_DATA_DIR = Path(".jobstream")

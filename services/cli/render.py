@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from rich.console import Console
 from rich.table import Table
@@ -40,13 +41,22 @@ def status(value: str | None) -> str:
     return f"[{style}]{value}[/]" if style else value
 
 
-def when(value: str | None) -> str:
+def when(value: str | None, zone: str | None = None) -> str:
+    """A time in `zone` (a schedule's own) or the viewer's local zone, always with its label:
+    a bare 02:00 does not say whether it is UTC or Berlin."""
     if not value:
         return ""
     try:
-        return datetime.fromisoformat(value).strftime("%Y-%m-%d %H:%M:%S")
+        at = datetime.fromisoformat(value)
     except ValueError:
         return value
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    try:
+        local = at.astimezone(ZoneInfo(zone)) if zone else at.astimezone()
+    except (ZoneInfoNotFoundError, ValueError):
+        local = at
+    return local.strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
 def duration(start: str | None, end: str | None) -> str:
@@ -162,9 +172,10 @@ def schedules_table(schedules: list[dict[str, Any]]) -> Table:
         table.add_column(col)
     for s in schedules:
         spec = s["spec"]
+        zone = spec.get("timezone")
         table.add_row(
             s["id"], spec["name"], status(s["status"]), _trigger(spec), spec.get("overlap_policy", ""),
-            when(s.get("next_fire_at")), when(s.get("last_fired_at")), str(s.get("fired", 0)),
+            when(s.get("next_fire_at"), zone), when(s.get("last_fired_at"), zone), str(s.get("fired", 0)),
             str(s.get("skipped", 0) + s.get("missed", 0)),
         )  # fmt: skip
     return table
@@ -175,12 +186,13 @@ def schedule_detail(s: dict[str, Any]) -> Table:
     table.add_column(style="bold")
     table.add_column()
     spec = s["spec"]
+    zone = spec.get("timezone")
     rows = [
         ("id", s["id"]), ("name", spec["name"]), ("status", status(s["status"])),
         ("trigger", _trigger(spec)), ("job", spec["job"]["name"]),
         ("overlap", spec.get("overlap_policy", "")), ("catch-up", spec.get("catchup_policy", "")),
-        ("jitter", f"{spec.get('jitter_s', 0)}s"), ("next fire", when(s.get("next_fire_at"))),
-        ("last fired", when(s.get("last_fired_at"))), ("last job", s.get("last_job_id") or ""),
+        ("jitter", f"{spec.get('jitter_s', 0)}s"), ("next fire", when(s.get("next_fire_at"), zone)),
+        ("last fired", when(s.get("last_fired_at"), zone)), ("last job", s.get("last_job_id") or ""),
         ("fired / skipped / missed", f"{s.get('fired', 0)} / {s.get('skipped', 0)} / {s.get('missed', 0)}"),
         ("waiting", str(len(s.get("waiting") or []))),
     ]  # fmt: skip

@@ -7,12 +7,12 @@ from typing import Annotated, Any
 import typer
 
 from services.cli import render
-from services.cli.client import EXIT_BAD_INPUT, Client
+from services.cli.client import EXIT_BAD_INPUT, EXIT_NOT_FOUND, Client, ClientError
 from services.cli.client_commands import AsJson, Token, Url, _call, _load_file, _pairs, build_job, fail
 
 schedules_app = typer.Typer(rich_markup_mode=None, help="Cron and interval schedules.", no_args_is_help=True)
 
-Id = Annotated[str, typer.Argument(help="schedule id")]
+Id = Annotated[str, typer.Argument(help="schedule id or name")]
 
 
 @schedules_app.command("ls")
@@ -38,6 +38,7 @@ def schedules_show(
 ) -> None:
     """A schedule and its recent ticks."""
     client = Client.from_env(url, token)
+    schedule_id = _call(resolve, client, schedule_id)
     schedule = _call(client.get, f"/schedules/{schedule_id}")
     history = _call(client.get, f"/schedules/{schedule_id}/runs", limit=max(runs, 1))["items"][:runs]
     if as_json:
@@ -105,13 +106,32 @@ def schedules_create(
     if as_json:
         render.print_json(created)
     else:
-        typer.echo(f"{created['id']}  next fire {render.when(created.get('next_fire_at')) or '-'}")
+        zone = created.get("spec", {}).get("timezone")
+        what = f"  ({created['upsert']})" if "upsert" in created else "  (created)"
+        typer.echo(
+            f"{created['id']}  next fire {render.when(created.get('next_fire_at'), zone) or '-'}{what}"
+        )
+
+
+def resolve(client: Client, id_or_name: str) -> str:
+    """Schedules are addressed by id or by name: names are unique among live schedules."""
+    try:
+        return str(client.get(f"/schedules/{id_or_name}")["id"])
+    except ClientError as exc:
+        if exc.exit_code not in (EXIT_NOT_FOUND, EXIT_BAD_INPUT):
+            raise
+    found = client.get("/schedules", name=id_or_name)
+    if len(found) == 1:
+        return str(found[0]["id"])
+    raise ClientError(f"no schedule with id or name {id_or_name!r}", EXIT_NOT_FOUND)
 
 
 def _action(
     schedule_id: str, action: str, url: str | None, token: str | None, as_json: bool, **body: Any
 ) -> None:
-    result = _call(Client.from_env(url, token).post, f"/schedules/{schedule_id}/{action}", body or None)
+    client = Client.from_env(url, token)
+    schedule_id = _call(resolve, client, schedule_id)
+    result = _call(client.post, f"/schedules/{schedule_id}/{action}", body or None)
     if as_json:
         render.print_json(result)
     else:
@@ -139,7 +159,8 @@ def schedules_resume(schedule_id: Id, url: Url = None, token: Token = None, as_j
 @schedules_app.command("run-now")
 def schedules_run_now(schedule_id: Id, url: Url = None, token: Token = None, as_json: AsJson = False) -> None:
     """Run the schedule's job now; prints the job id."""
-    result = _call(Client.from_env(url, token).post, f"/schedules/{schedule_id}/run-now")
+    client = Client.from_env(url, token)
+    result = _call(client.post, f"/schedules/{_call(resolve, client, schedule_id)}/run-now")
     render.print_json(result) if as_json else typer.echo(result["job_id"])
 
 
@@ -152,12 +173,15 @@ def schedules_preview(
     as_json: AsJson = False,
 ) -> None:
     """The next fire times, in the schedule's zone and in UTC."""
-    items = _call(Client.from_env(url, token).get, f"/schedules/{schedule_id}/preview", count=count)
+    client = Client.from_env(url, token)
+    items = _call(client.get, f"/schedules/{_call(resolve, client, schedule_id)}/preview", count=count)
     render.print_json(items) if as_json else render.console().print(render.preview_table(items))
 
 
 @schedules_app.command("rm")
 def schedules_rm(schedule_id: Id, url: Url = None, token: Token = None, as_json: AsJson = False) -> None:
     """Delete a schedule: it stops firing; its history stays readable."""
-    result = _call(Client.from_env(url, token).request, "DELETE", f"/schedules/{schedule_id}")
+    client = Client.from_env(url, token)
+    schedule_id = _call(resolve, client, schedule_id)
+    result = _call(client.request, "DELETE", f"/schedules/{schedule_id}")
     render.print_json(result) if as_json else typer.echo(f"schedule {schedule_id}: {result['status']}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -40,6 +41,10 @@ class NewTokenOut(BaseModel):
     token: str = Field(description="shown this once; only its sha-256 is kept")
 
 
+def _iso(epoch_s: float | None) -> str | None:
+    return datetime.fromtimestamp(epoch_s, UTC).isoformat() if epoch_s is not None else None
+
+
 def _token_view(request: Request, state: DomainState) -> list[dict[str, Any]]:
     used = request.app.state.token_last_used
     return [
@@ -50,7 +55,7 @@ def _token_view(request: Request, state: DomainState) -> list[dict[str, Any]]:
             "expires_at": t.expires_at.isoformat() if t.expires_at else None,
             "revoked_at": t.revoked_at.isoformat() if t.revoked_at else None,
             "replaced_by": t.replaced_by,
-            "last_used_at": used.get(t.id),
+            "last_used_at": _iso(used.get(t.id)),
         }
         for t in state.tokens
     ]

@@ -84,6 +84,7 @@ async def upsert(
 ) -> dict[str, Any]:
     existing = await query(request, schedule_queries.find_by_name, who.domain, body.name)
     spec = await _spec(request, who, body)
+    outcome = "created"
     if existing is None:
         schedule_id, seq = await commands.create(store(request), who.domain, who.actor, spec)
         response.status_code = 201
@@ -91,12 +92,15 @@ async def upsert(
         schedule_id = existing["id"]
 
         def decide(state: ScheduleState) -> Any:
+            nonlocal outcome
             wanted = msgspec.structs.replace(spec, paused=state.spec.paused)
+            outcome = "unchanged" if wanted == state.spec else "updated"
             return None if wanted == state.spec else decide_update(state, wanted, who.actor)
 
         seq = await commands.change(store(request), who.domain, schedule_id, decide)
     await settle(request, seq)
-    return await _view(request, who, schedule_id)
+    # Said in the body too: a script must know whether its upsert changed anything.
+    return {**await _view(request, who, schedule_id), "upsert": outcome}
 
 
 @router.get("", summary="List schedules with their next and last fire times")
