@@ -241,8 +241,13 @@ def nats_login_url(domain_token: str, server: str) -> str:
 def domains_nats_url(
     domain_token: Annotated[str, typer.Argument(help="a domain token, jst_<id>_<secret>")],
     server: Annotated[
-        str, typer.Option(envvar="NATS_URL", help="the NATS server; a login in it is replaced")
-    ] = "nats://127.0.0.1:4222",
+        str | None,
+        typer.Option(envvar="NATS_URL", help="the NATS server [default: the one the API uses]"),
+    ] = None,
+    url: Url = None,
 ) -> None:
     """Print the NATS URL a domain token logs in with, for `nats sub -s URL 'ev.<domain>.>'`."""
+    if server is None:
+        # The API knows where its broker is; a guess of 4222 may be another server entirely.
+        server = str(_call(Client.from_env(url, domain_token).get, "/info")["broker"]["url"])
     typer.echo(nats_login_url(domain_token, server))

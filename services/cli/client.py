@@ -39,6 +39,12 @@ class Client:
                       token or os.environ.get("JOBSTREAM_TOKEN"))  # fmt: skip
 
     def _http(self) -> httpx.Client:
+        if self.token and not (self.token.isascii() and self.token.isprintable() and " " not in self.token):
+            raise ClientError(
+                "the token holds characters no jobstream token has (pasted a placeholder like jst_…?); "
+                "set JOBSTREAM_TOKEN or --token to the whole token",
+                EXIT_AUTH,
+            )
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         if os.environ.get("JOBSTREAM_DOMAIN"):
             # The admin token acts in `prod` unless told otherwise; a domain token ignores this.

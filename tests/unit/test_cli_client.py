@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from services.cli.client import EXIT_UNAVAILABLE, Client, ClientError, base_url
+from services.cli.client import EXIT_AUTH, EXIT_UNAVAILABLE, Client, ClientError, base_url
 
 
 @pytest.mark.parametrize(
@@ -60,3 +60,9 @@ def test_a_server_that_is_not_jobstream_is_named(other_server: str, prefix: str)
         Client.from_env(other_server + prefix, "t").get("/jobs")
     assert info.value.exit_code == EXIT_UNAVAILABLE
     assert "is not a jobstream API base URL" in str(info.value)
+
+
+def test_a_pasted_placeholder_token_is_named_not_a_traceback() -> None:
+    with pytest.raises(ClientError) as info:
+        Client.from_env("http://127.0.0.1:9", "jst_…").get("/jobs")
+    assert info.value.exit_code == EXIT_AUTH and "placeholder" in str(info.value)
