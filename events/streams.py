@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 
 from nats.js import JetStreamContext, api
 from nats.js.errors import BadRequestError, NotFoundError
@@ -17,6 +18,26 @@ LEASES_BUCKET = "jobstream_leases"
 DUPLICATE_WINDOW_S = 120.0
 HEARTBEAT_MAX_AGE_S = 600.0
 DEFAULT_LOGS_MAX_AGE_S = 7 * 24 * 3600.0
+# Output is bounded by default (oldest discarded first): one chatty job must not fill the
+# server's disk. One bound for all domains; a per-domain bound would need a stream per domain.
+DEFAULT_LOGS_MAX_BYTES = 8 * 1024**3
+LOGS_MAX_BYTES_ENV = "JOBSTREAM_LOGS_MAX_BYTES"
+
+
+def logs_max_bytes_from_env() -> int:
+    """JOBSTREAM_LOGS_MAX_BYTES (bytes; -1: unbounded), else DEFAULT_LOGS_MAX_BYTES."""
+    value = os.environ.get(LOGS_MAX_BYTES_ENV, "").strip().replace("_", "")
+    if not value:
+        return DEFAULT_LOGS_MAX_BYTES
+    try:
+        parsed = int(value)
+    except ValueError as exc:
+        raise ValueError(f"{LOGS_MAX_BYTES_ENV} must be a whole number of bytes, got {value!r}") from exc
+    if parsed == 0 or parsed < -1:
+        raise ValueError(f"{LOGS_MAX_BYTES_ENV} must be positive (or -1 for unbounded), got {parsed}")
+    return parsed
+
+
 LEASE_TTL_S = 5.0
 MAX_EVENT_BYTES = 1024 * 1024
 WORKER_CONSUMER_INACTIVE_S = 24 * 3600.0
@@ -25,15 +46,16 @@ WORKER_ACK_WAIT_S = 30.0
 
 @dataclass(frozen=True)
 class Retention:
-    """How long the log and the output are kept; 0 means forever (or unbounded)."""
+    """How long the log and the output are kept; 0 age means forever, -1 bytes unbounded."""
 
     events_max_age_s: float = 0.0
     events_max_bytes: int = -1
     logs_max_age_s: float = DEFAULT_LOGS_MAX_AGE_S
-    logs_max_bytes: int = -1
+    logs_max_bytes: int = field(default_factory=logs_max_bytes_from_env)
 
 
-def stream_configs(retention: Retention = Retention()) -> list[api.StreamConfig]:
+def stream_configs(retention: Retention | None = None) -> list[api.StreamConfig]:
+    retention = retention or Retention()  # read the environment now, not at import
     return [
         api.StreamConfig(
             name=EVENTS_STREAM,
@@ -97,7 +119,7 @@ def worker_consumer(
     )
 
 
-async def provision(js: JetStreamContext, retention: Retention = Retention()) -> None:
+async def provision(js: JetStreamContext, retention: Retention | None = None) -> None:
     """Create every stream and bucket, or update it to match; safe to call from every service."""
     for config in stream_configs(retention):
         assert config.name is not None

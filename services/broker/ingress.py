@@ -18,7 +18,7 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-from events.codec import DecodeError, decode_event, decode_heartbeat, decode_logline
+from events.codec import DecodeError, decode_event, decode_heartbeat, decode_log
 from events.ids import is_token
 from events.store import EXPECTED_LAST_SUBJECT_SEQ, EXPECTED_LAST_SUBJECT_SEQ_SUBJECT
 from events.subjects import (
@@ -30,12 +30,17 @@ from events.subjects import (
     aggregate_all,
     parse_event,
 )
+from events.worker import LOG_STREAMS
 from services.broker.bounds import PerDomain
 from services.runtime.broker_auth import WORKER_EVENTS, WORKER_JOB_EVENTS
 
 log = logging.getLogger(__name__)
 WORKER_EVENT_TYPES = {"job": WORKER_JOB_EVENTS, "worker": WORKER_EVENTS}
 IN_FLIGHT_PER_DOMAIN = 1024
+# Output gets its own bound: a chatty domain's log batches must not use up the room its
+# heartbeats and reports need.
+OUTPUT_IN_FLIGHT_PER_DOMAIN = 256
+MAX_LINES_PER_MESSAGE = 10_000
 QUEUE = "jobstream-ingress"
 PUBLISH_TIMEOUT_S = 10.0
 TRACE_HEADERS = ("traceparent", "tracestate")
@@ -72,7 +77,11 @@ def checked(subject: str, data: bytes, headers: dict[str, str] | None) -> dict[s
             parts = subject.split(".")
             if len(parts) != 4 or not parts[3].isdigit():
                 raise Refused(f"not an output subject (log.<domain>.<job>.<attempt>): {subject}")
-            decode_logline(data)
+            lines = decode_log(data)  # a batch (v2) or one line (v1)
+            if len(lines) > MAX_LINES_PER_MESSAGE:
+                raise Refused(f"an output message may hold at most {MAX_LINES_PER_MESSAGE} lines")
+            if any(line.stream not in LOG_STREAMS for line in lines):
+                raise Refused(f"output lines must be on one of {', '.join(LOG_STREAMS)}")
         else:
             raise Refused(f"nothing may be published on {subject} through the ingress")
     except (DecodeError, SubjectError) as exc:
@@ -89,6 +98,7 @@ async def serve_ingress(nc: NATS) -> Subscription:
     """Publishes are pipelined; a domain may have IN_FLIGHT_PER_DOMAIN of them unanswered, so
     one domain's flood is refused ("retry") before it can starve the others."""
     in_flight = PerDomain(IN_FLIGHT_PER_DOMAIN)
+    output_in_flight = PerDomain(OUTPUT_IN_FLIGHT_PER_DOMAIN)
 
     async def forward(msg: Msg, subject: str, headers: dict[str, str]) -> None:
         try:
@@ -112,7 +122,8 @@ async def serve_ingress(nc: NATS) -> Subscription:
             await nc.publish(subject, msg.data, headers=headers or None)
             return
         domain = subject.split(".")[1]
-        if not in_flight.start(domain, lambda: forward(msg, subject, headers)):
+        bound = output_in_flight if subject.startswith(f"{LOGS_PREFIX}.") else in_flight
+        if not bound.start(domain, lambda: forward(msg, subject, headers)):
             await msg.respond(_error(429, f"too many publishes in flight for domain {domain}; retry"))
 
     return await nc.subscribe(f"{INGRESS_PREFIX}.>", queue=QUEUE, cb=on_msg)

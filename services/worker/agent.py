@@ -29,10 +29,11 @@ from events.job import (
     Requeued,
     Started,
     decide_outcome,
+    decide_requeue,
     decide_start,
     state_from_dispatch,
 )
-from events.store import Append, EventStore, WrongExpectedSequence, job_append
+from events.store import Append, EventStore, Publisher, WrongExpectedSequence, job_append
 from events.streams import EVENTS_STREAM, provision, worker_consumer, worker_consumer_name
 from events.worker import Heartbeat, HostFacts, Registered, Stopped
 from services.runtime.broker_auth import inbox_prefix
@@ -50,6 +51,7 @@ LOGIN_REFUSED_GIVE_UP_S = 10.0
 CONSUMER_GRANT_TIMEOUT_S = 60.0
 PROBE_TIMEOUT_S = 0.25
 REPORT_DEADLINE_S = 60.0
+EARLY_CANCEL_KEEP_S = 300.0  # how long a cancel for a job we do not hold yet is remembered
 VERSION = "0.1.0"
 
 
@@ -79,6 +81,12 @@ class Worker:
         self.slot_freed = asyncio.Event()
         self.jobs_done = 0
         self._nc: NATS | None = None
+        # Output has a connection of its own: heartbeats, reports and control never queue
+        # behind a chatty job's lines (issue 8).
+        self._out_nc: NATS | None = None
+        self._out_pub: Publisher | None = None
+        self._early_cancels: dict[str, float] = {}
+        self._bg: set[asyncio.Task[None]] = set()
         self._js: JetStreamContext | None = None
         self._store: EventStore | None = None
         self._puller: Puller | None = None
@@ -116,6 +124,11 @@ class Worker:
             errors=self._on_nats_error, reconnected=self._on_reconnected,
         )  # fmt: skip
         self._js = jetstream(self.nc)
+        self._out_nc = await connect(
+            self.s.server_url, f"worker {self.s.worker_id} output", login=login,
+            inbox_prefix=inbox_prefix(self.s.domain) if login else "_INBOX",
+        )  # fmt: skip
+        self._out_pub = Publisher(self._out_nc)
         # A domain token may neither manage streams nor use direct gets: it reads through
         # broker-auth's read proxy and gets its consumer from broker-auth after registering.
         self._store = EventStore(self.nc, self.js, via_proxy=login is not None)
@@ -158,6 +171,8 @@ class Worker:
             await self._puller.stop()
             for sub in subs:
                 await sub.unsubscribe()
+            if self._out_nc is not None:
+                await self._out_nc.close()
             await self.nc.close()
 
     async def _ensure_consumer(self) -> None:
@@ -275,6 +290,8 @@ class Worker:
             return
         running = Running(event, msg.metadata.sequence.stream)
         self.running[event.job_id] = running
+        if self._early_cancels.pop(event.job_id, None) is not None:
+            running.cancel.set()  # the cancel overtook the assignment
         running.task = asyncio.create_task(self._start_and_run(running, msg))
 
     async def _start_and_run(self, r: Running, msg: Msg) -> None:
@@ -320,7 +337,9 @@ class Worker:
 
     async def _run(self, r: Running) -> None:
         d = r.dispatched
-        sink = LogSink(self.store.publisher, d.domain, d.job_id, d.attempt)
+        sink = LogSink(
+            self._out_pub or self.store.publisher, d.domain, d.job_id, d.attempt, self.s.output_limits
+        )
         started_at = time.monotonic()
         try:
             try:
@@ -373,15 +392,26 @@ class Worker:
                 delay = min(delay * 2, 2.0)
 
     async def _hand_back(self, r: Running, reason: str) -> None:
+        """Give the attempt back through `decide_requeue`: the requeue cap holds, and a cancel
+        requested meanwhile (which makes r.seq stale) ends the job instead of being lost."""
         d = r.dispatched
-        event = Requeued(
-            domain=d.domain, actor=self.actor, job_id=d.job_id, correlation_id=d.job_id,
-            worker_id=self.s.worker_id, attempt=d.attempt, reason=reason,
-        )  # fmt: skip
+        state = state_from_dispatch(d, started_at=d.at)
+        expected = r.seq
         try:
-            await self.store.append(job_append(event, r.seq))
-        except WrongExpectedSequence:
-            pass  # the dispatcher took it back already
+            for _ in range(5):
+                try:
+                    event = decide_requeue(state, self.s.worker_id, d.attempt, reason, actor=self.actor)
+                except DomainError as exc:
+                    log.info("hand-back of job %s not needed: %s", d.job_id, exc)
+                    break
+                try:
+                    await self.store.append(job_append(event, expected))
+                    break
+                except WrongExpectedSequence:
+                    real, expected = await self.store.read_job(d.domain, d.job_id)
+                    if real is None:
+                        break
+                    state = real
         except Exception:
             log.exception("could not hand back job %s", d.job_id)
         self.running.pop(d.job_id, None)
@@ -400,6 +430,11 @@ class Worker:
         r = self.running.get(event.job_id)
         if r is not None:
             r.cancel.set()
+            return
+        # Not ours yet (or never): remember it, in case its assignment is still on its way.
+        now = time.monotonic()
+        self._early_cancels = {j: t for j, t in self._early_cancels.items() if now - t < EARLY_CANCEL_KEEP_S}
+        self._early_cancels[event.job_id] = now
 
     async def _on_requeued(self, msg: Msg) -> None:
         try:
@@ -439,6 +474,24 @@ class Worker:
 
     def _on_reconnected(self) -> None:
         self._refused_since = None
+        # Cancels are plain subscriptions: any sent while we were away are gone; ask the log.
+        task = asyncio.create_task(self._recheck_cancels())
+        self._bg.add(task)
+        task.add_done_callback(self._bg.discard)
+
+    async def _recheck_cancels(self) -> None:
+        """Honour cancels of held jobs that the log has and we may have missed."""
+        for r in list(self.running.values()):
+            if r.cancel.is_set():
+                continue
+            try:
+                state, _ = await self.store.read_job(r.dispatched.domain, r.job_id)
+            except Exception as exc:
+                log.warning("could not re-check job %s for a cancel: %s", r.job_id, exc)
+                continue
+            if state is not None and state.cancel_requested:
+                log.info("job %s was cancelled while we were not listening", r.job_id)
+                r.cancel.set()
 
     async def _abandon_all(self) -> None:
         """Cut off for good: kill what runs; the dispatcher requeues it once our beats stop."""
@@ -496,3 +549,4 @@ class Worker:
             await self._hand_back(r, "worker lost contact with NATS")
         self.healthy = True
         self.slot_freed.set()
+        await self._recheck_cancels()

@@ -47,7 +47,14 @@ async def kill_group(proc: asyncio.subprocess.Process) -> None:
 
 
 async def _pump(stream: asyncio.StreamReader, name: str, sink: LogSink, watch: StdoutWatch) -> None:
+    """Read until EOF whatever happens: a sink that blocks back-pressures the child through
+    the pipe, and once the sink is capped the rest is read and discarded in chunks, so a
+    capped child never blocks on a full pipe."""
     while True:
+        if sink.capped:
+            if not await stream.read(READ_CHUNK_BYTES):
+                return
+            continue
         try:
             raw = await stream.readline()
         except ValueError:

@@ -10,6 +10,13 @@ from urllib.parse import urlsplit, urlunsplit
 from events.domain import parse_token
 from events.ids import is_domain, is_token
 from events.worker import HEARTBEAT_INTERVAL_S, WORKER_TTL_S
+from services.worker.logsink import (
+    DEFAULT_OUTPUT_BURST_LINES,
+    DEFAULT_OUTPUT_LINES_PER_S,
+    DEFAULT_OUTPUT_MAX_BYTES,
+    DEFAULT_OUTPUT_MAX_LINES,
+    OutputLimits,
+)
 
 DEFAULT_GRACE_S = 30.0
 DEFAULT_MAX_CONCURRENCY = 4
@@ -36,6 +43,11 @@ class WorkerSettings:
     heartbeat_interval_s: float = HEARTBEAT_INTERVAL_S
     ttl_s: float = WORKER_TTL_S
     token: str | None = None
+    # Per-attempt output caps (lines/s sustained, burst lines, bytes, lines): see logsink.
+    output_lines_per_s: float = DEFAULT_OUTPUT_LINES_PER_S
+    output_burst_lines: int = DEFAULT_OUTPUT_BURST_LINES
+    output_max_bytes: int = DEFAULT_OUTPUT_MAX_BYTES
+    output_max_lines: int = DEFAULT_OUTPUT_MAX_LINES
 
     def __post_init__(self) -> None:
         if not is_token(self.worker_id):
@@ -49,10 +61,21 @@ class WorkerSettings:
         unknown = set(self.executors) - {"shell", "python"}
         if unknown:
             raise SettingsError(f"unknown executors: {', '.join(sorted(unknown))}")
+        if (
+            self.output_lines_per_s <= 0
+            or min(self.output_burst_lines, self.output_max_bytes, self.output_max_lines) < 1
+        ):
+            raise SettingsError("output caps must be positive")
         if self.token is not None and parse_token(self.token) is None:
             raise SettingsError(
                 "WORKER_DOMAIN_TOKEN/API_TOKEN is not a domain token (they look like jst_<id>_<secret>)"
             )
+
+    @property
+    def output_limits(self) -> OutputLimits:
+        return OutputLimits(
+            self.output_lines_per_s, self.output_burst_lines, self.output_max_bytes, self.output_max_lines
+        )
 
     @property
     def login(self) -> tuple[str, str] | None:
@@ -73,6 +96,16 @@ def _without_userinfo(url: str) -> str:
     if "@" not in parts.netloc:
         return url
     return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+
+
+def _env_number(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    if value is None or not value.strip():
+        return default
+    try:
+        return float(value.replace("_", ""))
+    except ValueError as exc:
+        raise SettingsError(f"{name} must be a number, got {value!r}") from exc
 
 
 def default_worker_id() -> str:
@@ -105,4 +138,8 @@ def from_env(
         max_concurrency=conc_value,
         grace_s=grace_s if grace_s is not None else DEFAULT_GRACE_S,
         token=env.get("WORKER_DOMAIN_TOKEN") or env.get("API_TOKEN") or None,
+        output_lines_per_s=_env_number("WORKER_OUTPUT_LINES_PER_S", DEFAULT_OUTPUT_LINES_PER_S),
+        output_burst_lines=int(_env_number("WORKER_OUTPUT_BURST_LINES", DEFAULT_OUTPUT_BURST_LINES)),
+        output_max_bytes=int(_env_number("WORKER_OUTPUT_MAX_BYTES", DEFAULT_OUTPUT_MAX_BYTES)),
+        output_max_lines=int(_env_number("WORKER_OUTPUT_MAX_LINES", DEFAULT_OUTPUT_MAX_LINES)),
     )

@@ -6,7 +6,7 @@ import pytest
 
 from events.codec import encode
 from events.job import JobSpec, ShellExecutor, Started, Submitted
-from events.worker import Heartbeat, LogLine
+from events.worker import Heartbeat, LogBatch, LogLine
 from services.broker.ingress import Refused, checked
 
 STARTED = encode(Started(domain="blue", actor="w", job_id="j1", worker_id="w1", attempt=1))
@@ -78,3 +78,14 @@ def test_heartbeats_and_output_lines_pass_without_headers() -> None:
     assert checked("hb.blue.w1", beat, {"Nats-Msg-Id": "x"}) == {}
     line = encode(LogLine(seq=1, stream="stdout", line="hi"))
     assert checked("log.blue.j1.1", line, None) == {}
+
+
+def test_output_batches_pass_and_bad_ones_are_refused() -> None:
+    good = encode(
+        LogBatch([LogLine(seq=1, stream="stdout", line="a"), LogLine(seq=2, stream="jobstream", line="b")])
+    )
+    assert checked("log.blue.j1.1", good, None) == {}
+    with pytest.raises(Refused, match="one of stdout"):
+        checked("log.blue.j1.1", encode(LogBatch([LogLine(seq=1, stream="evil", line="a")])), None)
+    with pytest.raises(Refused, match="log batch"):
+        checked("log.blue.j1.1", b'{"kind":"batch","lines":3}', None)
