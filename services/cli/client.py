@@ -20,6 +20,7 @@ EXIT_BAD_INPUT = 2
 EXIT_AUTH = 3
 EXIT_NOT_FOUND = 4
 EXIT_UNAVAILABLE = 5
+EXIT_WAIT_TIMEOUT = 6  # `submit --wait --wait-timeout`: the job had not ended in time
 
 
 class ClientError(Exception):

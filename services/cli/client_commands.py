@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shlex
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -12,7 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from services.cli import render
-from services.cli.client import EXIT_BAD_INPUT, EXIT_JOB_FAILED, Client, ClientError
+from services.cli.client import EXIT_BAD_INPUT, EXIT_JOB_FAILED, EXIT_WAIT_TIMEOUT, Client, ClientError
 
 TERMINAL = ("succeeded", "failed", "timed_out", "cancelled")
 WAIT_POLL_S = 0.25
@@ -167,6 +168,9 @@ def submit(
         list[str], typer.Option("--override", help="KEY=JSON replacing a field of the template's job")
     ] = [],  # noqa: B006
     wait: Annotated[bool, typer.Option("--wait", help="stream the output and wait for the end")] = False,
+    wait_timeout: Annotated[
+        float | None, typer.Option(help=f"with --wait: give up after SECONDS (exit {EXIT_WAIT_TIMEOUT})")
+    ] = None,
     url: Url = None,
     token: Token = None,
     as_json: AsJson = False,
@@ -188,9 +192,7 @@ def submit(
         if not wait:
             render.print_json(job) if as_json else typer.echo(job["id"])
             return
-        final = _wait_one(client, job["id"])
-        render.print_json(final) if as_json else typer.echo(f"job {job['id']}: {final['status']}", err=True)
-        raise typer.Exit(0 if final["status"] == "succeeded" else EXIT_JOB_FAILED)
+        _finish_waiting(client, job["id"], as_json, wait_timeout)
     loaded = _load_file(file) if file else {}
     if isinstance(loaded, dict) and "jobs" in loaded:
         loaded = loaded["jobs"]
@@ -211,7 +213,8 @@ def submit(
             for job_id in out["ids"]:
                 typer.echo(job_id)
         if wait:
-            raise typer.Exit(_wait_all(client, out["ids"], as_json))
+            deadline = None if wait_timeout is None else time.monotonic() + wait_timeout
+            raise typer.Exit(_wait_all(client, out["ids"], as_json, deadline))
         return
     if not isinstance(loaded, dict):
         raise fail(f"{file} must hold a job object or a list of them", EXIT_BAD_INPUT)
@@ -222,13 +225,20 @@ def submit(
         else:
             typer.echo(job["id"])
         return
+    _finish_waiting(client, job["id"], as_json, wait_timeout)
+
+
+def _finish_waiting(client: Client, job_id: str, as_json: bool, wait_timeout: float | None) -> None:
+    """`--wait`: stream the whole output (not with --json), say why the job waits, report, exit."""
     if not as_json:
-        typer.echo(f"job {job['id']} submitted; following its output", err=True)
-        _follow_logs(client, job["id"], None)
-    final = _wait_one(client, job["id"])
+        typer.echo(f"job {job_id} submitted; following its output", err=True)
+    deadline = None if wait_timeout is None else time.monotonic() + wait_timeout
+    final = _wait_one(client, job_id, deadline, follow=not as_json)
     if as_json:
         render.print_json(final)
     else:
+        if final.get("result") is not None:
+            typer.echo(json.dumps(final["result"]))
         typer.echo(
             f"job {final['id']} {final['status']}" + (f": {final['error']}" if final.get("error") else ""),
             err=True,
@@ -236,16 +246,59 @@ def submit(
     raise typer.Exit(0 if final["status"] == "succeeded" else EXIT_JOB_FAILED)
 
 
-def _wait_one(client: Client, job_id: str) -> dict[str, Any]:
+def _timed_out(job_id: str, wait_timeout_s: float, job: dict[str, Any]) -> typer.Exit:
+    reason = f" (pending: {job['pending_reason']})" if job.get("pending_reason") else ""
+    return fail(
+        f"job {job_id} is still {job.get('status', 'unknown')} after {wait_timeout_s:g}s{reason}; "
+        f"it goes on: follow it with `jobstream logs -f {job_id}`",
+        EXIT_WAIT_TIMEOUT,
+    )
+
+
+def _wait_one(
+    client: Client, job_id: str, deadline: float | None = None, follow: bool = False, quiet: bool = False
+) -> dict[str, Any]:
+    """Poll the job to its end; print its pending reason whenever it changes (unless `quiet`).
+
+    With `follow`, its output streams meanwhile, and the wait ends only once all of it printed."""
+    started = time.monotonic()
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def stream() -> None:
+        try:
+            _follow_logs(client, job_id, None)
+        except BaseException as exc:  # handed to the waiting thread
+            errors.append(exc)
+        finally:
+            done.set()
+
+    if follow:
+        threading.Thread(target=stream, name="follow-logs", daemon=True).start()
+    else:
+        done.set()
+    said: str | None = None
     while True:
         job: dict[str, Any] = _call(client.get, f"/jobs/{job_id}")
+        reason = job.get("pending_reason") if job["status"] == "pending" else None
+        if reason and reason != said and not quiet:
+            typer.echo(f"job {job_id} pending: {reason}", err=True)
+        said = reason or said if job["status"] == "pending" else None
         if job["status"] in TERMINAL:
-            return job
+            break
+        if deadline is not None and time.monotonic() >= deadline:
+            raise _timed_out(job_id, deadline - started, job)
         time.sleep(WAIT_POLL_S)
+    remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+    if not done.wait(remaining):
+        raise _timed_out(job_id, (deadline or started) - started, job)
+    if errors:
+        raise errors[0]
+    return job
 
 
-def _wait_all(client: Client, ids: list[str], as_json: bool) -> int:
-    finals = [_wait_one(client, job_id) for job_id in ids]
+def _wait_all(client: Client, ids: list[str], as_json: bool, deadline: float | None = None) -> int:
+    finals = [_wait_one(client, job_id, deadline, quiet=True) for job_id in ids]
     failed = [j for j in finals if j["status"] != "succeeded"]
     if as_json:
         render.print_json(finals)
@@ -259,12 +312,16 @@ def _follow_logs(client: Client, job_id: str, attempt: int | None) -> str | None
     params: dict[str, Any] = {"follow": "true"}
     if attempt is not None:
         params["attempt"] = attempt
+    printer = _Printer()
     try:
         for event, data in client.sse(f"/jobs/{job_id}/logs", **params):
             if event == "line":
-                stream = sys.stderr if data.get("stream") == "stderr" else sys.stdout
-                print(data["line"], file=stream, flush=True)
+                printer.line(data, flush=True)
             elif event == "end":
+                if data.get("incomplete"):
+                    where = data.get("resume_after")
+                    typer.echo(f"warning: the output ended early (lines missing after position {where}); "
+                               f"see `jobstream logs {job_id}`", err=True)  # fmt: skip
                 return str(data.get("status"))
     except ClientError as exc:
         raise fail(str(exc), exc.exit_code) from exc
@@ -275,21 +332,61 @@ def logs(
     job_id: Annotated[str, typer.Argument(help="job id")],
     follow: Annotated[bool, typer.Option("--follow", "-f", help="stream until the job ends")] = False,
     attempt: Annotated[int | None, typer.Option(help="only this attempt")] = None,
+    tail: Annotated[
+        int | None, typer.Option("--tail", min=1, max=100_000, help="only the last N lines")
+    ] = None,
+    head: Annotated[int | None, typer.Option("--head", min=1, help="only the first N lines")] = None,
     url: Url = None,
     token: Token = None,
     as_json: AsJson = False,
 ) -> None:
-    """Print a job's output (stdout to stdout, stderr to stderr)."""
+    """Print a job's output (stdout to stdout, stderr to stderr): all of it, page after page."""
     client = Client.from_env(url, token)
     if follow:
         _follow_logs(client, job_id, attempt)
         return
-    lines = _call(client.get, f"/jobs/{job_id}/logs", attempt=attempt)
+    if tail is not None and head is not None:
+        raise fail("give --tail or --head, not both", EXIT_BAD_INPUT)
+    printer = _Printer()
+    everything: list[dict[str, Any]] = []
+    cursor: str | None = None
+    left = head
+    while True:
+        limit = min(left, LOG_PAGE) if left is not None else LOG_PAGE
+        page = _call(client.get, f"/jobs/{job_id}/logs", attempt=attempt, cursor=cursor, tail=tail,
+                     limit=limit)  # fmt: skip
+        items: list[dict[str, Any]] = page["items"]
+        if as_json:
+            everything.extend(items)
+        else:
+            for line in items:
+                printer.line(line)
+        if left is not None:
+            left -= len(items)
+        cursor = page.get("next_cursor")
+        if not cursor or tail is not None or (left is not None and left <= 0):
+            break
+    sys.stdout.flush()
     if as_json:
-        render.print_json(lines)
-        return
-    for line in lines:
-        print(line["line"], file=sys.stderr if line["stream"] == "stderr" else sys.stdout)
+        render.print_json(everything)
+
+
+LOG_PAGE = 10_000
+
+
+class _Printer:
+    """Output lines to stdout/stderr, with a separator on stderr when a new attempt starts."""
+
+    def __init__(self) -> None:
+        self.attempt: int | None = None
+
+    def line(self, data: dict[str, Any], flush: bool = False) -> None:
+        attempt = data.get("attempt")
+        if attempt is not None and self.attempt is not None and attempt != self.attempt:
+            print(f"--- attempt {attempt} (retry) ---", file=sys.stderr, flush=True)
+        self.attempt = attempt if attempt is not None else self.attempt
+        stream = sys.stderr if data.get("stream") == "stderr" else sys.stdout
+        print(data["line"], file=stream, flush=flush)
 
 
 @jobs_app.command("ls")

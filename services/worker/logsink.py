@@ -36,8 +36,10 @@ DROP_NOTE_EVERY_S = 1.0  # while dropping, how often the log says so
 YIELD_EVERY_LINES = 1000  # lines handled from a full pipe buffer never suspend: let others run
 LINE_OVERHEAD_BYTES = 48  # JSON keys, seq and time of one line in a batch
 
-DEFAULT_OUTPUT_LINES_PER_S = 10_000.0  # sustained, per attempt
-DEFAULT_OUTPUT_BURST_LINES = 50_000  # lines above the sustained rate allowed at once
+DEFAULT_OUTPUT_LINES_PER_S = 50_000.0  # sustained, per attempt
+# Lines above the sustained rate allowed at once: a `seq 1 200000` is kept whole. Back-pressure,
+# not this cap, is what protects the worker (bench/chatty: 240,000 lines/s stored, beats on time).
+DEFAULT_OUTPUT_BURST_LINES = 250_000
 DEFAULT_OUTPUT_MAX_BYTES = 100 * 1024 * 1024  # per attempt, line characters counted
 DEFAULT_OUTPUT_MAX_LINES = 1_000_000  # per attempt
 

@@ -29,7 +29,7 @@ def test_300_jobs_with_two_workers_all_succeed_and_logs_are_readable(system: Sys
     workers = Counter(j["worker_id"] for j in done.values())
     assert set(workers) == {"w1", "w2"}
     with system.client() as c:
-        logs = c.get(f"/jobs/{ids[3]}/logs").json()
+        logs = c.get(f"/jobs/{ids[3]}/logs").json()["items"]
         assert [(line["stream"], line["line"]) for line in sorted(logs, key=lambda x: x["seq"])] in (
             [("stdout", "line-3"), ("stderr", "err-3")],
             [("stderr", "err-3"), ("stdout", "line-3")],
@@ -41,9 +41,11 @@ def test_cancel_of_running_sleep_ends_fast_and_kills_the_process(system: System)
     with system.client() as c:
         job = c.post("/jobs", json=shell_job("echo pid=$$; exec sleep 60")).json()
         system.wait(
-            lambda: any(line["line"].startswith("pid=") for line in c.get(f"/jobs/{job['id']}/logs").json())
+            lambda: any(
+                line["line"].startswith("pid=") for line in c.get(f"/jobs/{job['id']}/logs").json()["items"]
+            )
         )
-        pid = int(c.get(f"/jobs/{job['id']}/logs").json()[0]["line"].split("=")[1])
+        pid = int(c.get(f"/jobs/{job['id']}/logs").json()["items"][0]["line"].split("=")[1])
         assert pid_alive(pid)
         t0 = time.monotonic()
         r = c.post(f"/jobs/{job['id']}/cancel", json={"reason": "test"})

@@ -79,7 +79,7 @@ def test_a_token_worker_runs_its_domain_only_and_reaches_nothing_else(tmp_path: 
             while time.monotonic() < deadline and _statuses(c, "blue", ids["blue"]) != ["succeeded"] * 5:
                 time.sleep(0.2)
             assert _statuses(c, "blue", ids["blue"]) == ["succeeded"] * 5, worker_log.read_text()
-            lines = c.get(f"/jobs/{ids['blue'][0]}/logs", headers={"X-Domain": "blue"}).json()
+            lines = c.get(f"/jobs/{ids['blue'][0]}/logs", headers={"X-Domain": "blue"}).json()["items"]
             assert [line["line"] for line in lines] == ["blue-0"]
             # Green has no worker of its own: its jobs wait, and blue's worker never saw them.
             assert _statuses(c, "green", ids["green"]) == ["pending"] * 5

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -17,12 +18,13 @@ from services.api import commands, templating
 from services.api.auth import Caller, caller
 from services.api.deps import js, open_stream, query, settle, store
 from services.api.models import AnyJobIn, BatchIn, BatchOut, CancelIn, Page
-from services.api.streams import follow, line_dict, read_logs
+from services.api.streams import follow, last_sequence, lines_of, read_logs
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
 MAX_PAGE = 500
-MAX_LOG_LINES = 100_000
+MAX_LOG_LINES = 100_000  # per page; cursors reach any length
+TERMINAL = ("succeeded", "failed", "timed_out", "cancelled")
 IdempotencyKey = Header(default=None, max_length=200, description="same key, same job: 200 instead of 201")
 
 
@@ -124,18 +126,37 @@ async def retry(job_id: str, request: Request, who: Caller = Depends(caller)) ->
     return await _job_or_404(request, who, sub.job_id)
 
 
-@router.get("/{job_id}/logs", summary="Output lines; with follow=true, Server-Sent Events until the job ends")
+@router.get(
+    "/{job_id}/logs",
+    summary="Output lines, a page at a time; with follow=true, Server-Sent Events until the job ends",
+)
 async def logs(
     job_id: str,
     request: Request,
     who: Caller = Depends(caller),
     attempt: int | None = Query(default=None, ge=1),
     follow_: bool = Query(default=False, alias="follow"),
-    limit: int = Query(default=10_000, ge=1, le=MAX_LOG_LINES),
+    limit: int = Query(default=10_000, ge=1, le=MAX_LOG_LINES, description="lines per page"),
+    cursor: str | None = Query(default=None, description="`next_cursor` of the previous page"),
+    tail: int | None = Query(default=None, ge=1, le=MAX_LOG_LINES, description="only the last N lines"),
 ) -> Any:
+    """Without `follow`: `{"items": [...], "next_cursor": ...}`, the lines stored when the request
+    came, in order. A non-null `next_cursor` means more lines are stored: pass it as `cursor`.
+    Each line carries `attempt`, its attempt-wide `seq`, `stream`, `line`, `at` and `pos`.
+
+    With `follow=true`: SSE `line` events (one per line, batches split) as they land; once the
+    job is terminal, every line up to the last stored one, then `end` with the job's status."""
     await _job_or_404(request, who, job_id)
     if not follow_:
-        return await read_logs(js(request), who.domain, job_id, attempt, limit)
+        if cursor is not None and tail is not None:
+            raise HTTPException(422, detail="give cursor or tail, not both")
+        try:
+            page = await read_logs(js(request), who.domain, job_id, attempt, limit, cursor, tail)
+        except ValueError as exc:
+            raise HTTPException(422, detail=str(exc)) from exc
+        except TimeoutError as exc:
+            raise HTTPException(503, detail=f"{exc}; try again") from exc
+        return {"items": page.items, "next_cursor": page.next_cursor}
     subject = subjects.logs(who.domain, job_id, attempt) if attempt else subjects.logs_all(who.domain, job_id)
     release = open_stream(request, who.limit_key)
 
@@ -149,18 +170,40 @@ async def logs(
     return EventSourceResponse(stream())
 
 
+# After the job ended, how long to wait for stored lines that do not come (expired, deleted).
+DRAIN_QUIET_S = 10.0
+
+
 async def _follow_lines(
     request: Request, who: Caller, job_id: str, subject: str
 ) -> AsyncIterator[dict[str, str]]:
+    """Lines as they land; once the job is terminal, read on to the last stored sequence, then end."""
+    delivered = 0
+    last: int | None = None
+    status = "unknown"
+    quiet_since = 0.0
     async for msg in follow(js(request), LOGS_STREAM, subject):
         if msg is not None:
-            line = line_dict(msg)
-            if line is not None:
-                yield {"event": "line", "data": json.dumps(line, default=str)}
-            if msg.metadata.num_pending > 0:
+            delivered = msg.metadata.sequence.stream
+            quiet_since = 0.0
+            for line in lines_of(msg):
+                yield {"event": "line", "id": line["pos"], "data": json.dumps(line, default=str)}
+            if last is None and msg.metadata.num_pending > 0:
                 continue
-        job = await query(request, queries.get_job, who.domain, job_id)
-        if job is None or job["status"] in ("succeeded", "failed", "timed_out", "cancelled"):
+        if last is None:
+            job = await query(request, queries.get_job, who.domain, job_id)
+            if job is not None and job["status"] not in TERMINAL:
+                continue
             status = job["status"] if job else "unknown"
+            # Lines are stored before the outcome is appended: everything is there by now.
+            last = await last_sequence(js(request), LOGS_STREAM, subject)
+        if delivered >= last:
             yield {"event": "end", "data": json.dumps({"status": status})}
             return
+        if msg is None:
+            now = time.monotonic()
+            quiet_since = quiet_since or now
+            if now - quiet_since > DRAIN_QUIET_S:
+                yield {"event": "end", "data": json.dumps({"status": status, "incomplete": True,
+                                                          "resume_after": delivered})}  # fmt: skip
+                return
