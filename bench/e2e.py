@@ -47,6 +47,7 @@ from services.runtime.ports import accepting, free_port
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 TOKEN = "bench-admin-token"
+SERVICE_PASSWORD = "bench-service-password"  # up makes a fresh one per start unless given
 TERMINAL = {"succeeded", "failed", "timed_out", "cancelled"}
 BATCH = 1000
 BATCHES_IN_FLIGHT = 4
@@ -161,9 +162,8 @@ class Jobstream:
 
     @property
     def nats_url(self) -> str:
-        """With the service login `up` keeps in its data dir: the server refuses anonymous clients."""
-        password = (self.tmp / "data" / "nats_password").read_text().strip()
-        return f"nats://jobstream:{password}@127.0.0.1:{self.nats_port}"
+        """With the service login, which the benchmark gives `up`: the server refuses anonymous clients."""
+        return f"nats://jobstream:{SERVICE_PASSWORD}@127.0.0.1:{self.nats_port}"
 
     def start(self) -> None:
         log = open(self.tmp / "up.log", "wb")  # noqa: SIM115
@@ -173,7 +173,8 @@ class Jobstream:
                 "--port", str(self.api_port), "--nats-port", str(self.nats_port),
                 "--workers", str(self.workers), "--worker-concurrency", str(self.concurrency),
             ],
-            cwd=ROOT, env={**os.environ, "ADMIN_TOKEN": TOKEN}, stdout=log, stderr=subprocess.STDOUT,
+            cwd=ROOT, env={**os.environ, "ADMIN_TOKEN": TOKEN, "NATS_SERVICE_PASSWORD": SERVICE_PASSWORD},
+            stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
         log.close()
         headers = {"Authorization": f"Bearer {TOKEN}"}

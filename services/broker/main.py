@@ -106,6 +106,9 @@ async def ensure_consumers(js: JetStreamContext, seen: Seen) -> None:
 
 
 async def serve(nats_url: str, conf: Path, server_pid: int, service_password: str) -> None:
+    """`service_password` may be the password or its bcrypt hash; the config only ever gets the
+    hash, made once here so that an unchanged state renders the same text."""
+    service_hash = broker_auth.password_hash(service_password)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -148,9 +151,7 @@ async def serve(nats_url: str, conf: Path, server_pid: int, service_password: st
             await asyncio.sleep(SETTLE_S)  # fold a burst of events into one reload
             changed.clear()
             await ensure_consumers(js, seen)  # what fails is tried again on the next change or tick
-            text = broker_auth.render(
-                {SERVICE_USER: service_password}, seen.domains, utcnow(), seen.worker_ids()
-            )
+            text = broker_auth.render({SERVICE_USER: service_hash}, seen.domains, utcnow(), seen.worker_ids())
             if conf.exists() and conf.read_text() == text:
                 continue  # nothing changed: no check, no write, no reload
             problem = await asyncio.to_thread(config_problem, text, conf.with_name(conf.name + ".check"))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import json
 import os
 import secrets
 import signal
@@ -11,6 +13,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import httpx
 
@@ -57,17 +60,58 @@ SERVICE_USER = broker_auth.SERVICE_USER
 
 
 def service_password(data_dir: Path) -> str:
-    """The embedded server's password for jobstream's own services: NATS_SERVICE_PASSWORD,
-    else the one kept in the data dir, else a new one."""
+    """The embedded server's password for jobstream's own services: NATS_SERVICE_PASSWORD, else
+    a new one on every start. It is never written to disk (the server's config holds only its
+    bcrypt hash) and reaches the services through their environment, which jobs do not inherit.
+    A `nats_password` file left by an older version is removed."""
+    (data_dir / "nats_password").unlink(missing_ok=True)
     if os.environ.get("NATS_SERVICE_PASSWORD"):
         return os.environ["NATS_SERVICE_PASSWORD"]
-    path = data_dir / "nats_password"
-    if path.exists():
-        return path.read_text().strip()
-    password = secrets.token_urlsafe(24)
-    path.touch(mode=0o600)
-    path.write_text(password + "\n")
-    return password
+    return secrets.token_urlsafe(24)
+
+
+def without_password(url: str) -> str:
+    """A NATS URL (or comma-separated list) with any user:password@ taken out."""
+    parts = []
+    for one in url.split(","):
+        scheme, sep, rest = one.rpartition("://")
+        parts.append(f"{scheme}{sep}{rest.rsplit('@', 1)[-1]}")
+    return ",".join(parts)
+
+
+LOCK_FILE = "up.lock"
+
+
+def lock_data_dir(data_dir: Path) -> IO[str]:
+    """Hold `<data_dir>/up.lock` (flock) for the whole run, or fail naming who holds it. The lock
+    goes with the process (even on SIGKILL), so it is never stale; the file's text (pid, URLs)
+    is only what the owner wrote for others to read."""
+    path = data_dir / LOCK_FILE
+    fh = open(path, "a+")  # noqa: SIM115
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        fh.seek(0)
+        text = fh.read()
+        fh.close()
+        try:
+            owner = json.loads(text)
+        except ValueError:
+            owner = {}
+        raise UpError(
+            f"the data dir {data_dir} is in use by another `jobstream up` "
+            f"(pid {owner.get('pid', '?')}, API {owner.get('api_url', '?')}, "
+            f"NATS {owner.get('nats_url', '?')}); stop it first or use another --data-dir"
+        ) from None
+    _write_owner(fh, {"pid": os.getpid()})
+    return fh
+
+
+def _write_owner(fh: IO[str], owner: dict[str, object]) -> None:
+    fh.seek(0)
+    fh.truncate()
+    fh.write(json.dumps(owner) + "\n")
+    fh.flush()
 
 
 def admin_token(data_dir: Path) -> tuple[str, bool]:
@@ -145,6 +189,14 @@ def run_up(opts: UpOptions) -> int:
 def _run(opts: UpOptions) -> int:
     data_dir = opts.data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
+    lock = lock_data_dir(data_dir)  # before anything else: ports, server, services
+    try:
+        return _run_locked(opts, data_dir, lock)
+    finally:
+        lock.close()
+
+
+def _run_locked(opts: UpOptions, data_dir: Path, lock: IO[str]) -> int:
     token, generated = admin_token(data_dir)
     api_port = choose_port(opts.host, opts.port, DEFAULT_API_PORT, "API")
     server: NatsServer | None = None
@@ -157,6 +209,8 @@ def _run(opts: UpOptions) -> int:
             users={SERVICE_USER: service_password(data_dir)},
         ).start()  # fmt: skip
         nats_url = server.url_for(SERVICE_USER)
+    api_url = f"http://{opts.host}:{api_port}"
+    _write_owner(lock, {"pid": os.getpid(), "api_url": api_url, "nats_url": without_password(nats_url)})
     children: list[Child] = []
     stopping = False
 
@@ -192,7 +246,6 @@ def _run(opts: UpOptions) -> int:
             children.append(Child(f"worker local-{i}", argv, env))
         for child in children:
             child.start()
-        api_url = f"http://{opts.host}:{api_port}"
         _wait_http(f"{api_url}/health", time.monotonic() + READY_TIMEOUT_S, children)
         _banner(api_url, nats_url, token, generated, data_dir, opts)
         while not stopping:
@@ -237,17 +290,19 @@ def _banner(
 ) -> None:
     kept = data_dir / "admin_token"
     source = f"generated, kept in {kept}" if generated else "from ADMIN_TOKEN or the data dir"
+    server = without_password(nats_url)  # the service login is for jobstream's own processes only
     lines = [
         "",
         "jobstream is up",
         f"  API        {api_url}/api/v1   (docs: {api_url}/docs)",
-        f"  NATS       {nats_url}",
+        f"  NATS       {server}",
         f"  data dir   {data_dir}",
         f"  admin token {token}   ({source})",
         f"  workers    {opts.workers} local (concurrency {opts.worker_concurrency})",
         "",
-        "Join another worker to this system:",
-        f"  NATS_URL={nats_url} jobstream worker --id my-worker --tags gpu",
+        "Join another worker to this system with a domain token",
+        "(`jobstream domains create <domain>` or `jobstream domains add-token <domain>` prints one):",
+        f"  NATS_URL={server} WORKER_DOMAIN=<domain> WORKER_DOMAIN_TOKEN=jst_… jobstream worker --id w2",
         "Use the CLI:",
         f"  export JOBSTREAM_URL={api_url} JOBSTREAM_TOKEN={token}",
         "  jobstream submit --name hello --shell 'echo hello' --wait",

@@ -24,9 +24,12 @@ domain was not an option.) Pure: rendered from domain states and registered work
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Set
 from datetime import datetime
 from pathlib import Path
+
+import bcrypt
 
 from events.domain import DomainState
 from events.streams import EVENTS_STREAM, worker_consumer_name
@@ -49,6 +52,27 @@ WORKER_JOB_EVENTS = (
 WORKER_EVENTS = ("registered", "stopped")
 _PULL = f"$JS.API.CONSUMER.MSG.NEXT.{EVENTS_STREAM}"
 _ACK = f"$JS.ACK.{EVENTS_STREAM}"
+
+
+_BCRYPT = re.compile(r"^\$2[abxy]?\$\d{2}\$[./A-Za-z0-9]{53}$")
+
+
+def is_bcrypt(value: str) -> bool:
+    return bool(_BCRYPT.match(value))
+
+
+# The service password is 192 random bits (or NATS_SERVICE_PASSWORD, which should be as
+# random), so the hash's cost adds nothing against guessing it; but nats-server pays that cost
+# for each service connection at every connect and every reload, so it is kept at the minimum.
+SERVICE_BCRYPT_ROUNDS = 4
+
+
+def password_hash(password: str) -> str:
+    """What the config keeps for a service login: a bcrypt hash (nats-server takes it as the
+    password), never the password, so the file under the data dir is no usable credential."""
+    if is_bcrypt(password):
+        return password
+    return bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=SERVICE_BCRYPT_ROUNDS)).decode()
 
 
 def inbox_prefix(domain: str) -> str:
@@ -93,7 +117,9 @@ def render(
     now: datetime,
     workers: Mapping[str, Set[str]] | None = None,
 ) -> str:
-    """The whole `accounts` block: service logins (name to password), then one per live token.
+    """The whole `accounts` block: service logins (name to bcrypt hash; a plain password is
+    hashed here, with a fresh salt, so pass the hash to get the same text twice), then one
+    login per live token.
 
     `workers` maps a domain to its registered worker ids, whose consumers its tokens may pull.
     """
@@ -124,7 +150,7 @@ def render(
     accounts = {
         SERVICE_ACCOUNT: {
             "jetstream": "enabled",
-            "users": [{"user": name, "password": pw} for name, pw in service_users.items()],
+            "users": [{"user": name, "password": password_hash(pw)} for name, pw in service_users.items()],
             "exports": exports,
         },
         TENANT_ACCOUNT: {"users": tenants, "imports": imports},

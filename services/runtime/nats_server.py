@@ -104,10 +104,13 @@ class NatsServer:
         raise ServerError(f"nats-server did not listen on {self.host}:{self.port} in time")
 
     def _auth_args(self) -> list[str]:
-        """Users go in a config file only its owner can read, never on the command line (ps)."""
+        """Users go in a config file only its owner can read, never on the command line (ps), and
+        only as bcrypt hashes: a job running as the same OS user can read the file, but cannot
+        log in with what it finds there."""
         if not self.users:
             return []
-        broker_auth.write(self.auth_conf, broker_auth.render(self.users, {}, datetime.now(UTC)))
+        hashes = {name: broker_auth.password_hash(pw) for name, pw in self.users.items()}
+        broker_auth.write(self.auth_conf, broker_auth.render(hashes, {}, datetime.now(UTC)))
         return ["-c", str(self.auth_conf)]
 
     @property

@@ -27,13 +27,16 @@ from tests.e2e.up import Up
 pytestmark = pytest.mark.slow
 
 WAIT_S = 60.0
+SERVICE_PASSWORD = "token-workers-test-service-password"
 REVOKE_BOUND_S = 5.0
 
 
 def _worker(up: Up, token: str, domain: str, worker_id: str, log: Path) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if k not in ("ADMIN_TOKEN", "NATS_URL", "API_TOKEN")}
     env |= {"WORKER_DOMAIN_TOKEN": token, "PYTHONUNBUFFERED": "1"}
-    server = up.nats_url.split("@", 1)[1]  # no service login: the token is the only credential
+    server = up.nats_url.removeprefix(
+        "nats://"
+    )  # the banner's URL carries no login: the token is the only one
     argv = [
         sys.executable,
         "-m",
@@ -56,7 +59,11 @@ def _statuses(c: httpx.Client, domain: str, ids: list[str]) -> list[str]:
     return [c.get(f"/jobs/{i}", headers={"X-Domain": domain}).json()["status"] for i in ids]
 
 
-def test_a_token_worker_runs_its_domain_only_and_reaches_nothing_else(tmp_path: Path) -> None:
+def test_a_token_worker_runs_its_domain_only_and_reaches_nothing_else(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The test checks the broker's view with the service login, so it chooses the password.
+    monkeypatch.setenv("NATS_SERVICE_PASSWORD", SERVICE_PASSWORD)
     up = Up(tmp_path / "data", "--port", str(free_port()), "--nats-port", str(free_port()), "--workers", "0")
     up.wait_banner()
     procs: list[subprocess.Popen[bytes]] = []
@@ -137,12 +144,12 @@ async def _rogue(up: Up, token: str, ids: dict[str, list[str]]) -> dict[str, Any
         errors.append(str(exc).lower())
 
     token_id, secret = token.removeprefix("jst_").split("_", 1)
-    server = up.nats_url.split("@", 1)[1]
+    server = up.nats_url.removeprefix("nats://")
     nc = await nats.connect(
         f"nats://jst_{token_id}:{secret}@{server}", error_cb=on_error, inbox_prefix="_INBOX_blue",
         max_reconnect_attempts=0,
     )  # fmt: skip
-    service = await nats.connect(up.nats_url)
+    service = await nats.connect(f"nats://jobstream:{SERVICE_PASSWORD}@{server}")
     green_before = await _count(service, "ev.green.>")
     inbox = "_INBOX_blue.rogue"
     attempts = {
@@ -224,7 +231,7 @@ async def _rotated_login_lasts(up: Up, c: httpx.Client, token: str, token_id: st
         closed.set()
 
     secret = token.removeprefix("jst_").split("_", 1)[1]
-    server = up.nats_url.split("@", 1)[1]
+    server = up.nats_url.removeprefix("nats://")
     nc = await nats.connect(
         f"nats://jst_{token_id}:{secret}@{server}", allow_reconnect=False, disconnected_cb=on_closed
     )

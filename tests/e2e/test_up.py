@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import socket
 import time
 from pathlib import Path
@@ -38,21 +39,26 @@ def _wait_done(c: httpx.Client, job_id: str) -> dict[str, object]:
     raise AssertionError(f"job {job_id} did not finish")
 
 
-def test_up_runs_jobs_and_a_restart_keeps_everything(tmp_path: Path) -> None:
+def test_up_runs_jobs_and_a_restart_keeps_everything(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     data = tmp_path / "data"
     args = ("--port", str(free_port()), "--nats-port", str(free_port()), "--workers", "1")
+    password = "e2e-service-password-0123456789"
+    monkeypatch.setenv("NATS_SERVICE_PASSWORD", password)
     up = Up(data, *args).wait_banner()
+    monkeypatch.delenv("NATS_SERVICE_PASSWORD")
     try:
         assert (data / "admin_token").read_text().strip() == up.token
-        assert f"NATS_URL={up.nats_url} jobstream worker" in up.output()
-        # The embedded server takes only jobstream's own service login (in the banner's URL).
-        password = (data / "nats_password").read_text().strip()
-        assert f"jobstream:{password}@" in up.nats_url
-        assert (data / "nats_password").stat().st_mode & 0o077 == 0
-        assert asyncio.run(_can_connect(up.nats_url)) is True
-        anonymous = up.nats_url.replace(f"jobstream:{password}@", "")
-        assert asyncio.run(_can_connect(anonymous)) is False
-        assert asyncio.run(_can_connect(anonymous.replace("nats://", "nats://jobstream:wrong@"))) is False
+        # The banner shows the server without the service login, and joins workers with a token.
+        assert "@" not in up.nats_url and password not in up.output()
+        assert f"NATS_URL={up.nats_url} WORKER_DOMAIN=<domain> WORKER_DOMAIN_TOKEN=jst_" in up.output()
+        # The service password is nowhere on disk: the server's config has only its bcrypt hash.
+        assert not (data / "nats_password").exists()
+        assert password not in (data / "nats-auth.conf").read_text()
+        # The embedded server takes only jobstream's own service login.
+        service = up.nats_url.replace("nats://", f"nats://jobstream:{password}@")
+        assert asyncio.run(_can_connect(service)) is True
+        assert asyncio.run(_can_connect(up.nats_url)) is False
+        assert asyncio.run(_can_connect(up.nats_url.replace("nats://", "nats://jobstream:wrong@"))) is False
         with up.client() as c:
             job = c.post(
                 "/jobs", json={"name": "hi", "executor": {"type": "shell", "script": "echo hi"}}
@@ -66,15 +72,54 @@ def test_up_runs_jobs_and_a_restart_keeps_everything(tmp_path: Path) -> None:
     again = Up(data, *args).wait_banner()
     try:
         assert again.token == up.token
+        # Without NATS_SERVICE_PASSWORD each start makes a fresh one: the old one is dead.
+        assert asyncio.run(_can_connect(service)) is False
         with again.client() as c:
             kept = c.get(f"/jobs/{job['id']}").json()
             assert kept["status"] == "succeeded"
             assert c.get(f"/jobs/{job['id']}/events").json() == events_before
-            assert [line["line"] for line in c.get(f"/jobs/{job['id']}/logs").json()] == ["hi"]
+            assert [line["line"] for line in c.get(f"/jobs/{job['id']}/logs").json()["items"]] == ["hi"]
             second = c.post("/jobs", json={"name": "again", "executor": {"type": "shell", "script": "true"}})
             assert _wait_done(c, second.json()["id"])["status"] == "succeeded"
     finally:
         assert again.stop() == 0
+
+
+def test_a_second_up_on_the_same_data_dir_is_refused(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    first = Up(
+        data, "--port", str(free_port()), "--nats-port", str(free_port()), "--workers", "1"
+    ).wait_banner()
+    try:
+        t0 = time.monotonic()
+        second = Up(data, "--port", str(free_port()), "--nats-port", str(free_port()), "--workers", "1")
+        assert second.proc.wait(30) == 2, second.output()
+        assert time.monotonic() - t0 < 15
+        out = second.output()
+        assert f"pid {first.proc.pid}" in out and first.api_url in out and first.nats_url in out, out
+        assert "jobstream is up" not in out
+        owner = json.loads((data / "up.lock").read_text())
+        assert owner == {"pid": first.proc.pid, "api_url": first.api_url, "nats_url": first.nats_url}
+        # The first system is untouched: its worker is active and it still runs jobs.
+        with first.client() as c:
+            job = c.post("/jobs", json={"name": "after", "executor": {"type": "shell", "script": "true"}})
+            assert _wait_done(c, job.json()["id"])["status"] == "succeeded"
+            workers = c.get("/workers").json()
+            items = workers["items"] if isinstance(workers, dict) else workers
+            local = [w for w in items if w["id"] == "local-1"]
+            assert local and local[0]["status"] == "active", workers
+    finally:
+        first.proc.kill()  # SIGKILL: no clean shutdown, and so no chance to release the lock
+        first.proc.wait(30)
+    # The lock died with the process: a new `up` on the same dir starts fine.
+    third = Up(data, "--port", str(free_port()), "--nats-port", str(free_port()), "--workers", "1")
+    try:
+        third.wait_banner()
+        with third.client() as c:
+            job = c.post("/jobs", json={"name": "third", "executor": {"type": "shell", "script": "true"}})
+            assert _wait_done(c, job.json()["id"])["status"] == "succeeded"
+    finally:
+        assert third.stop() == 0
 
 
 def test_explicit_port_that_is_taken_is_an_error(tmp_path: Path) -> None:

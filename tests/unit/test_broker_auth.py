@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import bcrypt
 import msgspec
 
 from events.domain import (
@@ -49,7 +50,8 @@ def test_service_login_and_one_read_only_login_per_live_token() -> None:
     off = evolve_domain(off, DomainDisabled(domain="off", actor="t"))  # type: ignore[arg-type]
     domains = {"blue": blue, "green": gone, "off": off}
     rendered = users(render({"jobstream": "pw"}, domains, NOW))  # type: ignore[arg-type]
-    assert rendered[0] == {"user": "jobstream", "password": "pw"}
+    assert rendered[0]["user"] == "jobstream"
+    assert bcrypt.checkpw(b"pw", str(rendered[0]["password"]).encode())  # the hash, never "pw"
     names = [u["user"] for u in rendered[1:]]
     assert names == [f"jst_{blue_ids[0]}", f"jst_{blue_ids[2]}"]  # not expired, revoked or disabled
     for user in rendered[1:]:
@@ -125,3 +127,17 @@ def test_the_rendered_config_is_checked_by_nats_server_before_a_reload(tmp_path:
     problem = config_problem(bad, tmp_path / "check.conf")
     assert problem is not None and "escape" in problem
     assert not (tmp_path / "check.conf").exists()
+
+
+def test_service_logins_are_rendered_as_bcrypt_hashes_only() -> None:
+    from services.runtime.broker_auth import is_bcrypt, password_hash
+
+    text = render({"jobstream": "plain-service-password"}, {}, NOW)
+    assert "plain-service-password" not in text
+    (service,) = accounts(text)["JOBSTREAM"]["users"]
+    assert is_bcrypt(service["password"])
+    assert bcrypt.checkpw(b"plain-service-password", service["password"].encode())
+    # A hash is passed through, so a caller that hashes once renders the same text every time.
+    hashed = password_hash("plain-service-password")
+    assert password_hash(hashed) == hashed
+    assert render({"jobstream": hashed}, {}, NOW) == render({"jobstream": hashed}, {}, NOW)

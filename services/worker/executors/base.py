@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -13,8 +14,34 @@ from services.worker.completion import StdoutWatch, judge
 from services.worker.logsink import LogSink
 from services.worker.process import run_process
 
-# Credentials of the worker itself must never leak into the jobs it runs.
-SECRET_ENV = ("WORKER_DOMAIN_TOKEN", "API_TOKEN", "ADMIN_TOKEN", "JOBSTREAM_TOKEN")
+# Credentials of the worker itself must never leak into the jobs it runs: these by name, every
+# NATS_* connection variable (NATS_URL holds the service login), and any name that marks a secret.
+SECRET_ENV = (
+    "WORKER_DOMAIN_TOKEN",
+    "API_TOKEN",
+    "ADMIN_TOKEN",
+    "JOBSTREAM_TOKEN",
+    "NATS_URL",
+    "NATS_SERVICE_PASSWORD",
+)
+SECRET_PREFIXES = ("NATS_",)
+_SECRET_WORD = re.compile(
+    r"TOKEN|SECRET|PASSWORD|PASSWD|PASSPHRASE|CREDENTIAL|(^|_)PW?D($|_)|(^|_)AUTH($|_)|"
+    r"(^|_)(API|ACCESS|PRIVATE|SECRET|SIGNING|ENCRYPTION|SSH|CLIENT)_?KEY|(^|_)KEY($|_)",
+    re.IGNORECASE,
+)
+
+
+def is_secret_env(name: str) -> bool:
+    """Whether the worker's own variable `name` may hold a credential, so a job must not get it."""
+    upper = name.upper()
+    return upper in SECRET_ENV or upper.startswith(SECRET_PREFIXES) or bool(_SECRET_WORD.search(upper))
+
+
+def worker_env_for_jobs(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The part of the worker's environment a job may inherit."""
+    source = dict(os.environ) if environ is None else environ
+    return {k: v for k, v in source.items() if not is_secret_env(k)}
 
 
 @dataclass
@@ -28,7 +55,9 @@ class RunContext:
 
 
 def job_env(ctx: RunContext) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in SECRET_ENV}
+    """Every job's environment (the one place that builds it): the worker's own minus anything
+    credential-like, then the job's own `spec.env` (the user's choice, kept as given)."""
+    env = worker_env_for_jobs()
     env.update(ctx.spec.env)
     env["JOBSTREAM_JOB_ID"] = ctx.job_id
     env["JOBSTREAM_ATTEMPT"] = str(ctx.attempt)
