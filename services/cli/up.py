@@ -18,11 +18,10 @@ from typing import IO
 import httpx
 
 from events.streams import provision
-from services.runtime import broker_auth
+from services.runtime import broker_auth, ports
 from services.runtime.children import child_kwargs
 from services.runtime.connect import connect, jetstream
 from services.runtime.nats_server import NatsServer, ServerError
-from services.runtime.ports import free_port, port_is_free
 
 DEFAULT_API_PORT = 8000
 DEFAULT_NATS_PORT = 4222
@@ -47,13 +46,37 @@ class UpOptions:
     worker_concurrency: int = 4
 
 
-def choose_port(host: str, wanted: int | None, default: int, what: str) -> int:
-    """An explicit port that is taken is an error; a taken default quietly becomes a free port."""
-    if wanted is not None:
-        if not port_is_free(host, wanted):
-            raise UpError(f"{what} port {wanted} on {host} is already in use")
-        return wanted
-    return default if port_is_free(host, default) else free_port(host)
+PORTS_FILE = "ports.json"
+
+
+def kept_ports(data_dir: Path) -> dict[str, int]:
+    """The ports the last `up` on this data dir listened on (unreadable: none)."""
+    try:
+        kept = json.loads((data_dir / PORTS_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in kept.items() if isinstance(v, int)} if isinstance(kept, dict) else {}
+
+
+def choose_ports(opts: UpOptions, data_dir: Path) -> tuple[int, int | None]:
+    """API and embedded NATS ports: the ones given, else last time's, else the defaults; each
+    replacement is said, and the choice kept, so URLs and joined workers survive a restart."""
+    kept = kept_ports(data_dir)
+    try:
+        api, note = ports.choose(opts.host, "API", opts.port, kept.get("api"), DEFAULT_API_PORT)
+        nats: int | None = None
+        notes = [note]
+        if not opts.nats_url:
+            nats, note = ports.choose(opts.host, "NATS", opts.nats_port, kept.get("nats"), DEFAULT_NATS_PORT)
+            notes.append(note)
+    except ports.PortTaken as exc:
+        raise UpError(str(exc)) from None
+    for note in notes:
+        if note:
+            print(f"note: {note}", file=sys.stderr)
+    chosen = {"api": api, **({"nats": nats} if nats is not None else {})}
+    (data_dir / PORTS_FILE).write_text(json.dumps({**kept, **chosen}) + "\n")
+    return api, nats
 
 
 SERVICE_USER = broker_auth.SERVICE_USER
@@ -198,12 +221,12 @@ def _run(opts: UpOptions) -> int:
 
 def _run_locked(opts: UpOptions, data_dir: Path, lock: IO[str]) -> int:
     token, generated = admin_token(data_dir)
-    api_port = choose_port(opts.host, opts.port, DEFAULT_API_PORT, "API")
+    api_port, nats_port = choose_ports(opts, data_dir)
     server: NatsServer | None = None
     if opts.nats_url:
         nats_url = opts.nats_url
     else:
-        nats_port = choose_port(opts.host, opts.nats_port, DEFAULT_NATS_PORT, "NATS")
+        assert nats_port is not None
         server = NatsServer(
             data_dir / "nats", opts.host, nats_port, log_file=data_dir / "nats.log",
             users={SERVICE_USER: service_password(data_dir)},

@@ -219,3 +219,31 @@ async def _broker_matrix(up: Up, blue_url: str) -> dict[str, object]:
 
 async def _note(into: list[str], msg: nats.aio.msg.Msg) -> None:
     into.append(".".join(msg.subject.split(".")[:3]))
+
+
+def test_ports_are_kept_across_restarts_and_a_taken_one_is_named(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    first = Up(data, "--workers", "0").wait_banner()
+    try:
+        nats_port = int(first.nats_url.rsplit(":", 1)[1])
+        api_port = int(first.api_url.rsplit(":", 1)[1])
+        if nats_port != 4222:  # 4222 was taken (this machine runs another NATS there): said so
+            assert "NATS port 4222 is taken" in first.output(), first.output()
+    finally:
+        assert first.stop() == 0
+    again = Up(data, "--workers", "0").wait_banner()
+    try:
+        assert (again.nats_url, again.api_url) == (first.nats_url, first.api_url)
+        assert "note:" not in again.output()
+    finally:
+        assert again.stop() == 0
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", nats_port))
+        squatter.listen()
+        third = Up(data, "--workers", "0").wait_banner()
+        try:
+            assert f"NATS port {nats_port} (used last time) is taken" in third.output(), third.output()
+            assert int(third.nats_url.rsplit(":", 1)[1]) != nats_port
+            assert third.api_url == first.api_url and api_port > 0
+        finally:
+            assert third.stop() == 0
