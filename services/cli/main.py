@@ -9,6 +9,7 @@ import typer
 
 from services.cli import client_commands
 from services.cli.status_command import status
+from services.runtime.hardening import SERVICE_COMMANDS, forbid_peeking
 
 app = typer.Typer(
     rich_markup_mode=None,
@@ -30,6 +31,7 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main(
+    ctx: typer.Context,
     show_version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="print the version and exit"
     ),
@@ -38,6 +40,8 @@ def main(
     ),
 ) -> None:
     """jobstream: distributed jobs on a NATS JetStream event log."""
+    if ctx.invoked_subcommand in SERVICE_COMMANDS:
+        forbid_peeking()
     if domain:
         os.environ["JOBSTREAM_DOMAIN"] = domain
 
