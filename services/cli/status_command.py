@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
-import os
 import socket
 from dataclasses import asdict, dataclass
 from importlib.metadata import version
@@ -38,30 +38,24 @@ def _broker_reachable(url: str) -> Check:
 
 
 def _data_dir_lock(data_dir: Path) -> Check | None:
-    """The `up` that owns this data dir, as its lock file names it; None when there is none here."""
-    for name in ("up.lock", "up.json"):
-        path = data_dir / name
-        if not path.is_file():
-            continue
+    """Who owns this data dir: the `up` holding the flock on its up.lock, as the file names it."""
+    path = data_dir / "up.lock"
+    if not path.is_file():
+        return None
+    with open(path) as fh:
         try:
-            owner: dict[str, Any] = json.loads(path.read_text() or "{}")
-        except (OSError, ValueError):
-            return Check("data dir", True, f"{path} exists (not readable as JSON)")
-        pid = int(owner.get("pid") or 0)
-        alive = pid > 0 and _alive(pid)
-        what = f"locked by jobstream up pid {pid}" if alive else f"not in use (last up: pid {pid})"
-        return Check("data dir", True, f"{data_dir}: {what}")
-    return None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+            owner: dict[str, Any] = json.loads(fh.read() or "{}")
+        except ValueError:
+            owner = {}
+        try:
+            fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            where = f", API {owner['api_url']}" if owner.get("api_url") else ""
+            return Check(
+                "data dir", True, f"{data_dir}: in use by jobstream up pid {owner.get('pid', '?')}{where}"
+            )
+        fcntl.flock(fh, fcntl.LOCK_UN)
+    return Check("data dir", True, f"{data_dir}: not in use (no jobstream up holds it)")
 
 
 def run_checks(client: Client, data_dir: Path) -> list[Check]:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import fcntl
 import http.server
+import json
+import os
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -66,3 +70,20 @@ def test_a_pasted_placeholder_token_is_named_not_a_traceback() -> None:
     with pytest.raises(ClientError) as info:
         Client.from_env("http://127.0.0.1:9", "jst_…").get("/jobs")
     assert info.value.exit_code == EXIT_AUTH and "placeholder" in str(info.value)
+
+
+def test_status_names_the_up_that_owns_a_data_dir(tmp_path: Path) -> None:
+    from services.cli.status_command import _data_dir_lock
+
+    assert _data_dir_lock(tmp_path) is None
+    lock = tmp_path / "up.lock"
+    lock.write_text(json.dumps({"pid": os.getpid(), "api_url": "http://127.0.0.1:1"}))
+    free = _data_dir_lock(tmp_path)
+    assert free is not None and "not in use" in free.detail  # a file alone is no owner
+    with open(lock) as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # what a running `up` does
+        owned = _data_dir_lock(tmp_path)
+    assert (
+        owned is not None
+        and f"in use by jobstream up pid {os.getpid()}, API http://127.0.0.1:1" in owned.detail
+    )
