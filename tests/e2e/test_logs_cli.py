@@ -4,35 +4,16 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from services.cli.client import EXIT_WAIT_TIMEOUT
-from services.runtime.nats_server import NatsServer
-from services.runtime.ports import free_port
 from tests.e2e.system import System
 from tests.e2e.test_cli import cli
 
 pytestmark = pytest.mark.slow
 
 N = 100_000
-
-
-@pytest.fixture
-def system(tmp_path: Path) -> Iterator[System]:
-    """API, dispatcher and one worker with the default output caps, which keep `seq 1 100000` whole."""
-    nats = NatsServer(tmp_path / "nats", port=free_port(), log_file=tmp_path / "nats.log").start()
-    sys_ = System(tmp_path, nats)
-    try:
-        sys_.start_api()
-        sys_.start_dispatcher()
-        sys_.start_worker("w1", "--max-concurrency", "4", "--grace-s", "5")
-        yield sys_
-    finally:
-        sys_.shutdown()
-        nats.stop()
 
 
 def test_a_hundred_thousand_lines_every_way(system: System) -> None:
