@@ -20,7 +20,7 @@ import httpx
 from events.streams import provision
 from services.runtime import broker_auth, ports
 from services.runtime.children import child_kwargs
-from services.runtime.connect import connect, jetstream
+from services.runtime.connect import connect, jetstream, without_password
 from services.runtime.nats_server import NatsServer, ServerError
 
 DEFAULT_API_PORT = 8000
@@ -91,15 +91,6 @@ def service_password(data_dir: Path) -> str:
     if os.environ.get("NATS_SERVICE_PASSWORD"):
         return os.environ["NATS_SERVICE_PASSWORD"]
     return secrets.token_urlsafe(24)
-
-
-def without_password(url: str) -> str:
-    """A NATS URL (or comma-separated list) with any user:password@ taken out."""
-    parts = []
-    for one in url.split(","):
-        scheme, sep, rest = one.rpartition("://")
-        parts.append(f"{scheme}{sep}{rest.rsplit('@', 1)[-1]}")
-    return ",".join(parts)
 
 
 LOCK_FILE = "up.lock"

@@ -51,3 +51,12 @@ async def connect(
 
 def jetstream(nc: NATS) -> JetStreamContext:
     return nc.jetstream(timeout=10, publish_async_max_pending=20000)
+
+
+def without_password(url: str) -> str:
+    """A NATS URL (or comma-separated list) with any user:password@ taken out."""
+    parts = []
+    for one in url.split(","):
+        scheme, sep, rest = one.rpartition("://")
+        parts.append(f"{scheme}{sep}{rest.rsplit('@', 1)[-1]}")
+    return ",".join(parts)
