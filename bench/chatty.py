@@ -30,7 +30,7 @@ from events import subjects
 from events.codec import decode_log
 from events.job import JobSpec, ShellExecutor, Started
 from events.store import EventStore
-from events.streams import LOGS_STREAM, provision
+from events.streams import logs_stream, provision
 from services.runtime.connect import connect, jetstream
 from services.runtime.nats_server import NatsServer
 from services.runtime.ports import free_port
@@ -82,7 +82,7 @@ async def bench(jobs: int, lines: int, rate: float, timeout: float, tmp: Path) -
                 while True:
                     try:
                         raw = await js.get_msg(
-                            LOGS_STREAM,
+                            logs_stream(e.domain),
                             seq=seq,
                             subject=subjects.logs(e.domain, j, 1),
                             next=True,

@@ -13,7 +13,7 @@ from fastapi_offline import FastAPIOffline
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from events.store import EventStore
-from events.streams import provision
+from events.streams import provision, provision_logs
 from projections.projector import Projector
 from services.api import errors
 from services.api.auth import RequireToken
@@ -68,6 +68,8 @@ def create_app(settings: ApiSettings) -> FastAPI:
         # The default domain exists before the first request is answered.
         if not await projector.wait_for(await ensure_default(app.state.store), STARTUP_TIMEOUT_S):
             raise RuntimeError("the read model did not catch up with the log at start")
+        # Every live domain has its output stream, also one whose creation was cut short.
+        await provision_logs(js, [n for n, d in projector.domains.items() if not d.deleted])
         app.state.metrics = ProjectionCollector(projector)
         try:
             yield

@@ -13,7 +13,7 @@ from nats.js.errors import NotFoundError
 
 from events import subjects
 from events.codec import DecodeError, decode_log
-from events.streams import LOGS_STREAM
+from events.streams import LEGACY_LOGS_STREAM, logs_stream
 
 SNAPSHOT_TIMEOUT_S = 5.0
 FOLLOW_POLL_S = 0.5
@@ -100,6 +100,15 @@ class LogPage(NamedTuple):
     next_cursor: str | None
 
 
+async def output_stream(js: JetStreamContext, domain: str, subject: str) -> str:
+    """The stream holding `subject`'s output: the domain's own, or the old shared one for output
+    written before the streams were split per domain."""
+    own = logs_stream(domain)
+    if await last_sequence(js, own, subject) > 0:
+        return own
+    return LEGACY_LOGS_STREAM if await last_sequence(js, LEGACY_LOGS_STREAM, subject) > 0 else own
+
+
 async def read_logs(
     js: JetStreamContext,
     domain: str,
@@ -115,15 +124,16 @@ async def read_logs(
     before that (page full, or the broker went quiet), `next_cursor` says where to resume.
     With `tail`, the last `tail` lines (read from a sequence found by galloping back from the end)."""
     subject = subjects.logs(domain, job_id, attempt) if attempt else subjects.logs_all(domain, job_id)
-    last = await last_sequence(js, LOGS_STREAM, subject)
+    stream = await output_stream(js, domain, subject)
+    last = await last_sequence(js, stream, subject)
     start, skip = decode_cursor(cursor) if cursor else (1, 0)
     if last == 0 or start > last:
         return LogPage([], None)
     if tail:
-        start, skip = await _tail_start(js, LOGS_STREAM, subject, tail, last), 0
+        start, skip = await _tail_start(js, stream, subject, tail, last), 0
     keep: deque[dict[str, Any]] | list[dict[str, Any]] = deque(maxlen=tail) if tail else []
     config = api.ConsumerConfig(deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start)
-    sub = await js.subscribe(subject, stream=LOGS_STREAM, ordered_consumer=True, config=config)
+    sub = await js.subscribe(subject, stream=stream, ordered_consumer=True, config=config)
     next_cursor: str | None = None
     try:
         while True:

@@ -34,7 +34,7 @@ from events.job import (
     state_from_dispatch,
 )
 from events.store import Append, EventStore, Publisher, WrongExpectedSequence, job_append
-from events.streams import EVENTS_STREAM, provision, worker_consumer, worker_consumer_name
+from events.streams import EVENTS_STREAM, provision, provision_logs, worker_consumer, worker_consumer_name
 from events.worker import Heartbeat, HostFacts, Registered, Stopped
 from services.runtime.broker_auth import inbox_prefix
 from services.runtime.connect import connect, jetstream
@@ -134,6 +134,7 @@ class Worker:
         self._store = EventStore(self.nc, self.js, via_proxy=login is not None)
         if login is None:
             await provision(self.js)
+            await provision_logs(self.js, [self.s.domain])  # the API makes it too; this may come first
             await self._ensure_consumer()
         subs = [
             await self.nc.subscribe(

@@ -14,7 +14,7 @@ from events import subjects
 from events.codec import decode_log
 from events.job import JobSpec, JobStatus, ShellExecutor, Started, decide_cancel
 from events.store import EventStore, job_append
-from events.streams import LOGS_STREAM
+from events.streams import logs_stream
 from events.worker import LogLine
 from services.runtime.nats_server import NatsServer
 from tests.integration.harness import engine
@@ -28,10 +28,11 @@ def shell(script: str) -> JobSpec:
 
 async def read_logs(js: JetStreamContext, subject: str) -> list[LogLine]:
     lines: list[LogLine] = []
+    stream = logs_stream(subject.split(".")[1])
     seq = 1
     while True:
         try:
-            raw = await js.get_msg(LOGS_STREAM, seq=seq, subject=subject, next=True, direct=True)
+            raw = await js.get_msg(stream, seq=seq, subject=subject, next=True, direct=True)
         except NotFoundError:
             return lines
         assert raw.seq is not None

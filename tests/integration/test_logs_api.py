@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from events import subjects
 from events.codec import encode
-from events.streams import LOGS_STREAM
+from events.streams import logs_stream
 from events.worker import LogBatch, LogLine
 from services.runtime.connect import connect, jetstream
 from services.runtime.nats_server import NatsServer
@@ -48,7 +48,7 @@ def _publish(url: str, domain: str, job_id: str, attempts: dict[int, list[list[i
                 for numbers in messages:
                     lines = [LogLine(seq=n, stream="stdout", line=f"a{attempt} l{n}") for n in numbers]
                     data = encode(lines[0]) if len(lines) == 1 else encode(LogBatch(lines=lines))
-                    await js.publish(subjects.logs(domain, job_id, attempt), data, stream=LOGS_STREAM)
+                    await js.publish(subjects.logs(domain, job_id, attempt), data, stream=logs_stream(domain))
         finally:
             await nc.close()
 

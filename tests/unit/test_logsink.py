@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any, cast
 
+import pytest
+
 from events.codec import decode_log
 from events.store import Appended, Publisher
 from events.worker import LogLine
@@ -154,7 +156,12 @@ async def test_the_byte_cap_names_its_unit() -> None:
 
 
 def test_caps_and_the_logs_bound_come_from_the_environment(monkeypatch: Any) -> None:
-    from events.streams import DEFAULT_LOGS_MAX_BYTES, LOGS_STREAM, Retention, stream_configs
+    from events.streams import (
+        DEFAULT_LOGS_DOMAIN_MAX_BYTES,
+        DEFAULT_LOGS_MAX_BYTES,
+        Retention,
+        logs_stream_config,
+    )
     from services.worker.settings import from_env
 
     monkeypatch.setenv("WORKER_OUTPUT_LINES_PER_S", "250")
@@ -164,6 +171,15 @@ def test_caps_and_the_logs_bound_come_from_the_environment(monkeypatch: Any) -> 
     assert limits.max_lines == logsink.DEFAULT_OUTPUT_MAX_LINES
 
     assert Retention().logs_max_bytes == DEFAULT_LOGS_MAX_BYTES == 8 << 30
+    assert Retention().logs_domain_max_bytes == DEFAULT_LOGS_DOMAIN_MAX_BYTES == 2 << 30
     monkeypatch.setenv("JOBSTREAM_LOGS_MAX_BYTES", "1000000")
-    [logs] = [c for c in stream_configs() if c.name == LOGS_STREAM]
-    assert logs.max_bytes == 1_000_000
+    monkeypatch.setenv("JOBSTREAM_LOGS_DOMAIN_MAX_BYTES", "600_000")
+    assert logs_stream_config("prod", 1).max_bytes == 600_000  # the domain's own bound
+    assert logs_stream_config("prod", 4).max_bytes == 250_000  # an equal share of the total
+    monkeypatch.setenv("JOBSTREAM_LOGS_MAX_BYTES", "-1")
+    assert logs_stream_config("prod", 1000).max_bytes == 600_000
+    monkeypatch.setenv("JOBSTREAM_LOGS_DOMAIN_MAX_BYTES", "-1")
+    assert logs_stream_config("prod", 1000).max_bytes == -1
+    monkeypatch.setenv("JOBSTREAM_LOGS_DOMAIN_MAX_BYTES", "0")
+    with pytest.raises(ValueError, match="JOBSTREAM_LOGS_DOMAIN_MAX_BYTES must be positive"):
+        logs_stream_config("prod", 1)

@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, Field
 
-from events.domain import DomainState, decide_delete, decide_disable, decide_enable, decide_revoke
+from events.domain import (
+    DomainState,
+    decide_create,
+    decide_delete,
+    decide_disable,
+    decide_enable,
+    decide_revoke,
+)
 from events.ids import is_token
+from events.streams import drop_logs, provision_logs
 from services.api import domain_commands as commands
 from services.api.auth import Caller, admin
-from services.api.deps import projector, settle, store
+from services.api.deps import js, projector, settle, store
 from services.api.models import Strict
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/admin/domains", tags=["admin"])
 
 
@@ -74,6 +84,10 @@ def _view(request: Request, name: str, *, deleted_ok: bool = False) -> dict[str,
 
 @router.post("", status_code=201, summary="Create a domain; its first token is in the answer, once")
 async def create(body: DomainIn, request: Request, who: Caller = Depends(admin)) -> dict[str, Any]:
+    # The output stream first: once the domain exists, its first token is shown this once, and
+    # its workers' output must have somewhere to go.
+    decide_create(body.name, who.actor, body.description)  # a bad name is refused before anything
+    await provision_logs(js(request), [body.name])
     token, seq = await commands.create(store(request), body.name, who.actor, body.description)
     await settle(request, seq)
     first = NewTokenOut(id=token.event.token_id, name=token.event.name, token=token.value)
@@ -143,5 +157,9 @@ async def enable(name: str, request: Request, who: Caller = Depends(admin)) -> d
 @router.delete("/{name}", summary="Delete a domain: gone for every interface; its events stay in the log")
 async def delete(name: str, request: Request, who: Caller = Depends(admin)) -> dict[str, Any]:
     seq = await commands.change(store(request), name, lambda s: [decide_delete(s, who.actor)])
+    try:
+        await drop_logs(js(request), name)
+    except Exception as exc:  # the domain is gone; its output then ages out instead
+        log.warning("domain %s deleted, but its output stream stays until it ages out: %r", name, exc)
     await settle(request, seq)
     return _view(request, name, deleted_ok=True)

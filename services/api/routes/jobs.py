@@ -12,13 +12,12 @@ from sse_starlette.sse import EventSourceResponse
 
 from events import subjects
 from events.ids import is_token
-from events.streams import LOGS_STREAM
 from projections import queries
 from services.api import commands, templating
 from services.api.auth import Caller, caller
 from services.api.deps import js, open_stream, query, settle, store
 from services.api.models import AnyJobIn, BatchIn, BatchOut, CancelIn, Page
-from services.api.streams import follow, last_sequence, lines_of, read_logs
+from services.api.streams import follow, last_sequence, lines_of, output_stream, read_logs
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
@@ -182,7 +181,8 @@ async def _follow_lines(
     last: int | None = None
     status = "unknown"
     quiet_since = 0.0
-    async for msg in follow(js(request), LOGS_STREAM, subject):
+    stream = await output_stream(js(request), who.domain, subject)
+    async for msg in follow(js(request), stream, subject):
         if msg is not None:
             delivered = msg.metadata.sequence.stream
             quiet_since = 0.0
@@ -196,7 +196,7 @@ async def _follow_lines(
                 continue
             status = job["status"] if job else "unknown"
             # Lines are stored before the outcome is appended: everything is there by now.
-            last = await last_sequence(js(request), LOGS_STREAM, subject)
+            last = await last_sequence(js(request), stream, subject)
         if delivered >= last:
             yield {"event": "end", "data": json.dumps({"status": status})}
             return
