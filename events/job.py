@@ -130,6 +130,8 @@ class Started(JobEvent, frozen=True, kw_only=True, tag="started"):
     worker_id: str
     attempt: int
     pid: int | None = None
+    # Which run of the worker process started it: a worker id outlives its processes.
+    incarnation: str = ""
 
 
 class Succeeded(JobEvent, frozen=True, kw_only=True, tag="succeeded"):
@@ -239,6 +241,7 @@ class JobState(msgspec.Struct, frozen=True, omit_defaults=True):
     result: Any = None
     idempotency_key: str | None = None
     retry_of: str | None = None
+    incarnation: str = ""  # of the worker process running the current attempt
     submitted_by: str | None = None
     schedule_id: str | None = None
     tick: datetime | None = None
@@ -302,7 +305,7 @@ def evolve(state: JobState | None, event: AnyJobEvent) -> JobState | None:
                 dispatched_at=at,
                 updated_at=at,
             )
-        case Started(attempt=attempt):
+        case Started(attempt=attempt, incarnation=incarnation):
             attempts = state.attempts
             if attempts and attempts[-1].n == attempt:
                 attempts = (
@@ -310,7 +313,12 @@ def evolve(state: JobState | None, event: AnyJobEvent) -> JobState | None:
                     structs.replace(attempts[-1], started_at=at, status="running"),
                 )
             return structs.replace(
-                state, status=JobStatus.RUNNING, attempts=attempts, started_at=at, updated_at=at
+                state,
+                status=JobStatus.RUNNING,
+                attempts=attempts,
+                started_at=at,
+                updated_at=at,
+                incarnation=incarnation,
             )
         case Succeeded(attempt=attempt, exit_code=code, result=result):
             return structs.replace(
@@ -437,14 +445,34 @@ def state_from_dispatch(event: Dispatched, started_at: datetime | None = None) -
 
 
 def decide_start(
-    state: JobState, worker_id: str, attempt: int, pid: int | None = None
+    state: JobState, worker_id: str, attempt: int, pid: int | None = None, incarnation: str = ""
 ) -> Started | Cancelled:
     """A worker may start only the exact assignment it holds; a cancel that raced it wins."""
     _check_assignment(state, worker_id, attempt, {JobStatus.DISPATCHED})
     meta = _meta(state, f"worker:{worker_id}", None)
     if state.cancel_requested:
         return Cancelled(**meta, worker_id=worker_id, attempt=attempt, reason="cancelled before start")
-    return Started(**meta, worker_id=worker_id, attempt=attempt, pid=pid)
+    return Started(**meta, worker_id=worker_id, attempt=attempt, pid=pid, incarnation=incarnation)
+
+
+def started_by(state: JobState, worker_id: str, attempt: int, incarnation: str) -> bool:
+    """This very worker process started this attempt: a `started` whose append seemed to fail
+    (a timeout) but landed. Its start counts; starting again would be refused as stale."""
+    return (
+        bool(incarnation)
+        and state.status is JobStatus.RUNNING
+        and (state.worker_id, state.attempt, state.incarnation) == (worker_id, attempt, incarnation)
+    )
+
+
+def held_by_gone_run(state: JobState, worker_id: str, attempt: int, incarnation: str) -> bool:
+    """This worker id's attempt was started by an earlier run of its process. That run is gone
+    (a worker id runs in one process at a time), so the attempt must be handed back."""
+    return (
+        state.status is JobStatus.RUNNING
+        and (state.worker_id, state.attempt) == (worker_id, attempt)
+        and state.incarnation != incarnation
+    )
 
 
 def _check_assignment(state: JobState, worker_id: str, attempt: int, statuses: set[JobStatus]) -> None:

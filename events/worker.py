@@ -10,9 +10,18 @@ from msgspec import structs
 
 from events.base import Event, utcnow
 
+# Liveness thresholds, one story (README, "Reliability"): a JetStream stream or KV leader
+# election takes 4-10 s, during which appends and acknowledgements fail; nothing may count
+# an election as a death.
 HEARTBEAT_INTERVAL_S = 2.0
-# A worker silent this long is offline and loses its jobs to other workers.
-WORKER_TTL_S = 6.0
+# A worker whose beats have not arrived for this long is offline and loses its jobs.
+WORKER_TTL_S = 20.0
+# A worker stops (fences) its jobs once its beats cannot reach anyone: no connection for
+# this long (longer than a server restart under `up`) ...
+FENCE_DISCONNECTED_S = 10.0
+# ... or no beat acknowledged for this long (longer than the worst election). Both are
+# shorter than WORKER_TTL_S: a worker stops its jobs before the dispatcher gives them away.
+FENCE_UNACKED_S = 15.0
 
 
 class WorkerStatus(StrEnum):
@@ -40,6 +49,9 @@ class Registered(WorkerEvent, frozen=True, kw_only=True, tag="registered"):
     executors: list[str] = []
     host: HostFacts = HostFacts()
     version: str = ""
+    # A fresh id per process start: a worker id is not an identity across processes, and
+    # whatever an earlier run of the id held is gone with it.
+    incarnation: str = ""
 
 
 class WentOffline(WorkerEvent, frozen=True, kw_only=True, tag="offline"):
@@ -71,6 +83,7 @@ class WorkerState(msgspec.Struct, frozen=True, omit_defaults=True):
     updated_at: datetime
     version: str = ""
     reason: str | None = None
+    incarnation: str = ""
 
 
 def evolve_worker(state: WorkerState | None, event: AnyWorkerEvent) -> WorkerState | None:
@@ -88,6 +101,7 @@ def evolve_worker(state: WorkerState | None, event: AnyWorkerEvent) -> WorkerSta
             registered_at=event.at,
             updated_at=event.at,
             version=event.version,
+            incarnation=event.incarnation,
         )
     if state is None:
         return None

@@ -18,10 +18,10 @@ from events import subjects
 from events.base import DomainError, utcnow
 from events.codec import DecodeError, decode_event, decode_heartbeat
 from events.job import JobSpec, decide_dispatch, decide_hold, decide_requeue
-from events.store import Append, Appended, EventStore, job_append, stream_seq
+from events.store import Append, Appended, EventStore, WrongExpectedSequence, job_append, stream_seq
 from events.streams import EVENTS_STREAM, HEARTBEATS_STREAM, provision
 from events.worker import WORKER_TTL_S, CameOnline, WentOffline, WorkerStatus
-from services.dispatcher.failover import Liveness, silent
+from services.dispatcher.failover import Liveness, held_by_gone_runs, silent, unreported
 from services.dispatcher.limits import LimitKey, WithPlanned, blocking, counted
 from services.dispatcher.placement import choose, unplaceable
 from services.dispatcher.state import DispatchState, Key
@@ -60,7 +60,7 @@ class Dispatcher:
         return self._store
 
     async def run(self, stop: asyncio.Event) -> None:
-        self._nc = nc = await connect(self.nats_url, "dispatcher")
+        self._nc = nc = await connect(self.nats_url, "dispatcher", reconnected=self._on_reconnected)
         self._js = js = jetstream(nc)
         self._store = EventStore(nc, js)
         await provision(js)
@@ -106,6 +106,14 @@ class Dispatcher:
             pass
         finally:
             await sub.unsubscribe()
+
+    def _on_reconnected(self) -> None:
+        """Beats sent while we were away never reached us: that silence is ours, not the
+        workers'. Each gets one TTL of grace, as at start, instead of all going offline."""
+        now = time.monotonic()
+        for entry in self.state.workers.values():
+            entry.last_beat = max(entry.last_beat, now)
+        self.state.missing_since.clear()  # nor do beats we missed say what a worker left out
 
     async def _on_event(self, msg: Msg) -> None:
         self.inbox.append(msg)
@@ -159,6 +167,7 @@ class Dispatcher:
         wall = utcnow()
         await self._failover(now)
         await self._hand_back_orphans()
+        await self._reclaim(now)
         await self._place(now, wall)
 
     async def _apply_results(self, items: list[Append], results: list[Appended | BaseException]) -> None:
@@ -223,6 +232,28 @@ class Dispatcher:
                 except DomainError:
                     continue
                 items.append(job_append(event, job.seq))
+        await self._append(items)
+
+    async def _reclaim(self, now: float) -> None:
+        """Requeue attempts no live run of their worker holds: started by an earlier incarnation,
+        or left out of the worker's beats past the grace (see failover.py)."""
+        st = self.state
+        holdings = st.holdings()
+        plan = held_by_gone_runs(holdings, st.runs()) + unreported(holdings, st.missing_since, now)
+        items: list[Append] = []
+        seen: set[Key] = set()
+        for held, reason in plan:
+            key = (held.domain, held.job_id)
+            job = st.jobs.get(key)
+            if key in seen or job is None:
+                continue
+            seen.add(key)
+            try:
+                event = decide_requeue(job.state, held.worker_id, held.attempt, reason)
+            except DomainError:
+                continue
+            log.warning("taking back job %s/%s: %s", held.domain, held.job_id, reason)
+            items.append(job_append(event, job.seq))
         await self._append(items)
 
     async def _place(self, now: float, wall: datetime) -> None:
@@ -298,7 +329,10 @@ class Dispatcher:
                 for limit in counted(spec, key[0]):
                     st.release(limit)
                 st.fresh.add(key)
-                self.wake.set()
+                if isinstance(result, WrongExpectedSequence):
+                    self.wake.set()  # it moved: look again once the stream brings the change
+                # Otherwise the broker is unwell (the store retried already): the next idle tick
+                # tries again, rather than a hot loop of refused appends.
         due = st.next_due()
         if due is not None and due <= utcnow():
             self.wake.set()

@@ -22,7 +22,8 @@ from datetime import datetime
 
 from events.base import Event
 from events.job import ACTIVE, JobEvent, JobState, JobStatus, evolve
-from events.worker import Heartbeat, WorkerEvent, WorkerState, WorkerStatus, evolve_worker
+from events.worker import Heartbeat, Registered, WorkerEvent, WorkerState, WorkerStatus, evolve_worker
+from services.dispatcher.failover import Held, Run
 from services.dispatcher.limits import DOMAIN, LimitKey, counted
 from services.dispatcher.placement import WorkerView
 
@@ -43,6 +44,7 @@ class WorkerEntry:
     seq: int
     last_beat: float
     draining: bool = False
+    registered_seq: int = 0
 
 
 @dataclass
@@ -51,6 +53,9 @@ class DispatchState:
     jobs: dict[Key, JobEntry] = field(default_factory=dict)
     workers: dict[Key, WorkerEntry] = field(default_factory=dict)
     load: Counter[Key] = field(default_factory=Counter)
+    # The jobs each worker holds (dispatched or running), and since when its beats leave one out.
+    assigned: dict[Key, set[str]] = field(default_factory=dict)
+    missing_since: dict[Key, tuple[int, float]] = field(default_factory=dict)
     # Pending jobs move: fresh -> (held | ready | delayed) -> dispatched.
     fresh: set[Key] = field(default_factory=set)
     held: set[Key] = field(default_factory=set)
@@ -88,6 +93,9 @@ class DispatchState:
         was_active = before is not None and before.status in ACTIVE
         if before is not None and was_active and before.worker_id:
             self.load[(event.domain, before.worker_id)] -= 1
+            self.assigned.get((event.domain, before.worker_id), set()).discard(event.job_id)
+        if after.status not in ACTIVE or (before is not None and before.attempt != after.attempt):
+            self.missing_since.pop(key, None)
         if after.status is not JobStatus.PENDING:
             self.parked_at.pop(key, None)
             releases = self.releases.pop(key, ())
@@ -114,6 +122,7 @@ class DispatchState:
             entry.state, entry.seq = after, seq
         if after.status in ACTIVE and after.worker_id:
             self.load[(event.domain, after.worker_id)] += 1
+            self.assigned.setdefault((event.domain, after.worker_id), set()).add(event.job_id)
         if after.status is JobStatus.PENDING and (before is None or before.status is not JobStatus.PENDING):
             self.fresh.add(key)
 
@@ -133,11 +142,13 @@ class DispatchState:
         if after is None:
             return
         if entry is None:
-            self.workers[key] = WorkerEntry(after, seq, time.monotonic())
+            entry = self.workers[key] = WorkerEntry(after, seq, time.monotonic())
         else:
             entry.state, entry.seq = after, seq
             if after.status is WorkerStatus.ACTIVE:
                 entry.draining = False
+        if isinstance(event, Registered):
+            entry.registered_seq = seq
         if after.status is not WorkerStatus.ACTIVE and self.load[key] > 0:
             self.orphaned.add(key)
         self.fleet_changed = True
@@ -150,6 +161,16 @@ class DispatchState:
             self.fleet_changed = True
         entry.last_beat = now
         entry.draining = hb.draining
+        listed = set(hb.running)
+        for job_id in self.assigned.get((hb.domain, hb.worker_id), ()):
+            key = (hb.domain, job_id)
+            job = self.jobs.get(key)
+            if job is None:
+                continue
+            if job_id in listed:
+                self.missing_since.pop(key, None)
+            elif self.missing_since.get(key, (0, 0.0))[0] != job.state.attempt:
+                self.missing_since[key] = (job.state.attempt, now)
 
     # ---- queries --------------------------------------------------------------------
 
@@ -177,6 +198,29 @@ class DispatchState:
                 )
             )
         return views
+
+    def holdings(self) -> list[Held]:
+        """Every attempt some active worker holds, as the failover planner sees it."""
+        out = []
+        for (domain, worker_id), job_ids in self.assigned.items():
+            worker = self.workers.get((domain, worker_id))
+            if worker is None or worker.state.status is not WorkerStatus.ACTIVE:
+                continue
+            for job_id in job_ids:
+                job = self.jobs.get((domain, job_id))
+                if job is None or job.state.status not in ACTIVE:
+                    continue
+                s = job.state
+                running = s.status is JobStatus.RUNNING
+                out.append(Held(domain, job_id, worker_id, s.attempt, running, s.incarnation, job.seq))
+        return out
+
+    def runs(self) -> dict[Key, Run]:
+        return {
+            key: Run(w.state.incarnation, w.registered_seq)
+            for key, w in self.workers.items()
+            if w.state.status is WorkerStatus.ACTIVE
+        }
 
     def jobs_on(self, domain: str, worker_id: str) -> list[JobEntry]:
         return [

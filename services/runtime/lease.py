@@ -44,6 +44,7 @@ class Lease:
 
     async def tick(self) -> bool:
         """Acquire or renew; returns whether we hold the lease now."""
+        sent = time.monotonic()  # the server's TTL runs from when it got the request, not our reply
         try:
             kv = await self._bucket()
             if self.revision is None:
@@ -51,7 +52,7 @@ class Lease:
                 log.info("lease %s acquired by %s", self.key, self.holder)
             else:
                 self.revision = await kv.update(self.key, self.holder.encode(), last=self.revision)
-            self.renewed_at = time.monotonic()
+            self.renewed_at = sent
         except KeyWrongLastSequenceError:
             if self.revision is not None:
                 log.warning("lease %s lost by %s", self.key, self.holder)

@@ -20,6 +20,7 @@ from nats.js.errors import BadRequestError
 from events import subjects
 from events.base import DomainError
 from events.codec import DecodeError, decode_event, encode
+from events.ids import new_id
 from events.job import (
     Cancelled,
     CancelRequested,
@@ -31,6 +32,8 @@ from events.job import (
     decide_outcome,
     decide_requeue,
     decide_start,
+    held_by_gone_run,
+    started_by,
     state_from_dispatch,
 )
 from events.store import Append, EventStore, Publisher, WrongExpectedSequence, job_append
@@ -40,6 +43,7 @@ from services.runtime.broker_auth import inbox_prefix
 from services.runtime.connect import connect, jetstream
 from services.worker.executors import SUPPORTED, execute
 from services.worker.executors.base import RunContext
+from services.worker.liveness import FenceRule
 from services.worker.logsink import LogSink
 from services.worker.puller import Puller
 from services.worker.settings import WorkerSettings
@@ -72,6 +76,8 @@ class Running:
 class Worker:
     def __init__(self, settings: WorkerSettings) -> None:
         self.s = settings
+        # This process's run of the worker id: jobs an earlier run held are handed back.
+        self.incarnation = new_id()
         self.running: dict[str, Running] = {}
         self.fenced: list[Running] = []
         self.healthy = True
@@ -201,6 +207,7 @@ class Worker:
                 cpus=os.cpu_count() or 0,
             ),
             version=VERSION,
+            incarnation=self.incarnation,
         )
         await self._append_worker_event(event, history[-1].seq if history else 0)
 
@@ -315,7 +322,7 @@ class Worker:
         d = r.dispatched
         event: JobEvent = Started(
             domain=d.domain, actor=self.actor, job_id=d.job_id, correlation_id=d.job_id,
-            causation_id=d.id, worker_id=self.s.worker_id, attempt=d.attempt,
+            causation_id=d.id, worker_id=self.s.worker_id, attempt=d.attempt, incarnation=self.incarnation,
         )  # fmt: skip
         expected = r.seq
         try:
@@ -325,8 +332,18 @@ class Worker:
             state, last = await self.store.read_job(d.domain, d.job_id)
             if state is None:
                 return False
+            if started_by(state, self.s.worker_id, d.attempt, self.incarnation):
+                r.seq = last  # our own `started` landed, though its append looked failed
+                return True
+            if held_by_gone_run(state, self.s.worker_id, d.attempt, self.incarnation):
+                # Told of an attempt an earlier run of this worker started: say it is not running.
+                r.seq = last
+                await self._hand_back(
+                    r, f"worker {self.s.worker_id} restarted while running attempt {d.attempt}"
+                )
+                return False
             try:
-                event = decide_start(state, self.s.worker_id, d.attempt)
+                event = decide_start(state, self.s.worker_id, d.attempt, incarnation=self.incarnation)
             except DomainError as exc:
                 log.info("skipping stale assignment: %s", exc)
                 return False
@@ -525,17 +542,26 @@ class Worker:
         return True
 
     async def _heartbeat_loop(self, stop: asyncio.Event) -> None:
+        rule = FenceRule(self.s.fence_disconnected_s, self.s.fence_unacked_s)
+        disconnected_since: float | None = None
         while True:
             ok = await self._heartbeat_once()
+            now = time.monotonic()
+            if self.nc.is_connected:
+                disconnected_since = None
+            elif disconnected_since is None:
+                disconnected_since = now
             if ok and not self.healthy:
                 await self._recover()
-            elif not ok and self.healthy and time.monotonic() - self.last_heartbeat_ok > self.s.ttl_s / 2:
-                self._fence()
+            elif not ok and self.healthy:
+                why = rule.reason(now, self.last_heartbeat_ok, disconnected_since)
+                if why is not None:
+                    self._fence(why)
             await asyncio.sleep(self.s.heartbeat_interval_s)
 
-    def _fence(self) -> None:
-        """Cut off for half the TTL: the dispatcher may give our jobs away, so stop running them."""
-        log.error("no heartbeat got through for %.1fs: killing %d jobs", self.s.ttl_s / 2, len(self.running))
+    def _fence(self, why: str) -> None:
+        """The dispatcher may give our jobs away now, so stop running them."""
+        log.error("%s: killing %d jobs", why, len(self.running))
         self.healthy = False
         for r in self.running.values():
             r.abandoned = "fenced"

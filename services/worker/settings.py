@@ -9,7 +9,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from events.domain import parse_token
 from events.ids import is_domain, is_token
-from events.worker import HEARTBEAT_INTERVAL_S, WORKER_TTL_S
+from events.worker import FENCE_DISCONNECTED_S, FENCE_UNACKED_S, HEARTBEAT_INTERVAL_S
 from services.worker.logsink import (
     DEFAULT_OUTPUT_BURST_LINES,
     DEFAULT_OUTPUT_LINES_PER_S,
@@ -41,7 +41,9 @@ class WorkerSettings:
     executors: list[str] = field(default_factory=lambda: ["shell", "python"])
     grace_s: float = DEFAULT_GRACE_S
     heartbeat_interval_s: float = HEARTBEAT_INTERVAL_S
-    ttl_s: float = WORKER_TTL_S
+    # When to stop our jobs because the dispatcher may give them away (see liveness.py).
+    fence_disconnected_s: float = FENCE_DISCONNECTED_S
+    fence_unacked_s: float = FENCE_UNACKED_S
     token: str | None = None
     # Per-attempt output caps (lines/s sustained, burst lines, bytes, lines): see logsink.
     output_lines_per_s: float = DEFAULT_OUTPUT_LINES_PER_S

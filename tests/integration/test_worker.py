@@ -156,7 +156,7 @@ async def test_worker_cut_off_from_nats_kills_its_jobs_then_hands_them_back(
             assert own_nats_server.proc is not None
             os.kill(own_nats_server.proc.pid, signal.SIGSTOP)
             try:
-                for _ in range(100):  # fenced after half the TTL (3 s) without a heartbeat
+                for _ in range(300):  # fenced once no beat is acknowledged for FENCE_UNACKED_S (15 s)
                     if not pid_alive(first):
                         break
                     await asyncio.sleep(0.1)

@@ -32,7 +32,9 @@ from events.job import (
     decide_start,
     evolve,
     fold,
+    held_by_gone_run,
     retry_delay_s,
+    started_by,
     state_from_dispatch,
 )
 
@@ -219,3 +221,18 @@ def test_fold_matches_stepwise() -> None:
     events = [Submitted(domain="prod", actor="test", job_id="j1", spec=SPEC), d, st, ok]
     folded = fold(events)  # type: ignore[arg-type]
     assert folded is not None and folded.status is JobStatus.SUCCEEDED and len(folded.attempts) == 1
+
+
+def test_a_start_that_landed_counts_for_its_own_run_only() -> None:
+    dispatched = step(submitted(), decide_dispatch(submitted(), "w1"))
+    start = decide_start(dispatched, "w1", 1, incarnation="run-a")
+    assert isinstance(start, Started) and start.incarnation == "run-a"
+    state = step(dispatched, start)
+    assert state.incarnation == "run-a"
+    assert started_by(state, "w1", 1, "run-a")  # our append timed out, but it is there
+    assert not started_by(state, "w1", 1, "run-b") and not started_by(state, "w2", 1, "run-a")
+    assert not started_by(state, "w1", 2, "run-a") and not started_by(dispatched, "w1", 1, "run-a")
+    assert not started_by(running(), "w1", 1, "")  # no incarnation: an older worker proves nothing
+    # A new run of w1 is handed the attempt run-a started: it must say it does not run it.
+    assert held_by_gone_run(state, "w1", 1, "run-b")
+    assert not held_by_gone_run(state, "w1", 1, "run-a") and not held_by_gone_run(dispatched, "w1", 1, "x")

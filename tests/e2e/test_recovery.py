@@ -1,0 +1,52 @@
+"""Crash recovery with real processes: SIGKILL of everything, then the same fleet started again
+on the same store. A worker id is not an identity across processes: what an earlier run of
+`w1` held is handed back when the new run registers, not counted against its slots forever."""
+
+from __future__ import annotations
+
+import signal
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.system import TERMINAL, System, shell_job
+
+pytestmark = pytest.mark.slow
+
+
+def test_sigkill_of_every_process_then_a_restart_finishes_every_job_once(
+    system: System, tmp_path: Path
+) -> None:
+    ledger = tmp_path / "ledger"
+    script = f'echo "$JOBSTREAM_JOB_ID $JOBSTREAM_ATTEMPT start" >> {ledger}; sleep 3; echo done'
+    with system.client() as c:
+        ids = [c.post("/jobs", json=shell_job(script, name=f"crash-{i}")).json()["id"] for i in range(12)]
+        # 8 slots: 8 running, 4 pending when the machine "crashes".
+        system.wait(
+            lambda: sum(c.get(f"/jobs/{j}").json()["status"] == "running" for j in ids) == 8, timeout=30
+        )
+    for name in list(system.procs):
+        system.stop(name, signal.SIGKILL)
+    assert system.nats.proc is not None
+    system.nats.proc.kill()
+    system.nats.proc.wait()
+
+    system.nats.start()
+    system.start_api()
+    system.start_dispatcher()
+    system.start_worker("w1", "--max-concurrency", "4")
+    system.start_worker("w2", "--max-concurrency", "4")
+    done = system.wait_terminal(ids, timeout=60)
+    assert Counter(j["status"] for j in done.values()) == {"succeeded": 12}
+    with system.client() as c:
+        for job_id in ids:
+            events = c.get(f"/jobs/{job_id}/events").json()
+            types = [e["type"] for e in events]
+            assert types[0] == "submitted" and types[-1] == "succeeded", types
+            assert sum(t in TERMINAL for t in types) == 1, types
+            starts = Counter(e["attempt"] for e in events if e["type"] == "started")
+            assert all(n == 1 for n in starts.values()), types  # never two starts of one attempt
+            if done[job_id]["attempt"] > 1:
+                requeued = [e for e in events if e["type"] == "requeued"]
+                assert requeued and "restarted" in requeued[0]["reason"], requeued
