@@ -27,7 +27,7 @@ from events.codec import DecodeError, decode_event, decode_heartbeat
 from events.domain import AnyDomainEvent, DomainEvent, DomainState, TokenInfo, evolve_domain
 from events.job import AnyJobEvent, JobEvent, JobState, Submitted, evolve
 from events.schedule import AnyScheduleEvent, ScheduleEvent, ScheduleState, evolve_schedule
-from events.streams import EVENTS_STREAM, HEARTBEATS_STREAM
+from events.streams import EVENTS_STREAM, FOLLOW_IDLE_HEARTBEAT_S, HEARTBEATS_STREAM
 from events.subjects import HEARTBEATS_PREFIX, parse_event
 from events.template import AnyTemplateEvent, TemplateEvent, TemplateState, evolve_template
 from events.worker import AnyWorkerEvent, Heartbeat, WorkerEvent, WorkerState, evolve_worker
@@ -191,6 +191,7 @@ class Projector:
             await js.subscribe(
                 "ev.>", stream=EVENTS_STREAM, cb=self._on_event, ordered_consumer=True, config=config,
                 pending_msgs_limit=FOLLOW_PENDING_LIMIT, pending_bytes_limit=-1,
+                idle_heartbeat=FOLLOW_IDLE_HEARTBEAT_S,
             )
         )  # fmt: skip
         with contextlib.suppress(Exception):
@@ -198,6 +199,7 @@ class Projector:
                 await js.subscribe(
                     f"{HEARTBEATS_PREFIX}.>", stream=HEARTBEATS_STREAM, cb=self._on_beat,
                     ordered_consumer=True, deliver_policy=api.DeliverPolicy.LAST_PER_SUBJECT,
+                    idle_heartbeat=FOLLOW_IDLE_HEARTBEAT_S,
                 )
             )  # fmt: skip
         self._task = asyncio.create_task(self._run(), name="projector")

@@ -18,6 +18,7 @@ import contextlib
 import logging
 import os
 import signal
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from events.base import utcnow
 from events.codec import DecodeError, decode_event
 from events.domain import AnyDomainEvent, DomainEvent, DomainState, evolve_domain
 from events.store import EventStore
-from events.streams import EVENTS_STREAM, worker_consumer, worker_consumer_name
+from events.streams import EVENTS_STREAM, FOLLOW_IDLE_HEARTBEAT_S, worker_consumer, worker_consumer_name
 from events.worker import Registered, Stopped
 from services.broker.ingress import serve_ingress
 from services.broker.reads import serve_reads
@@ -105,8 +106,55 @@ async def ensure_consumers(js: JetStreamContext, seen: Seen) -> None:
         seen.unsure.discard((domain, worker_id))
 
 
-async def serve(nats_url: str, conf: Path, server_pid: int, service_password: str) -> None:
-    """`service_password` may be the password or its bcrypt hash; the config only ever gets the
+def server_pid(server: int | Path) -> int | None:
+    """The server's pid: given, or read from its pid file (None while there is none)."""
+    if isinstance(server, int):
+        return server
+    try:
+        return int(server.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def reload_server(server: int | Path) -> int | None:
+    """SIGHUP the server; the pid reloaded, or None when it is gone (a restarting server reads
+    the file as it starts, and the next tick reloads the new pid anyway)."""
+    pid = server_pid(server)
+    if pid is None:
+        log.warning("no nats-server pid in %s yet; reloading on the next tick", server)
+        return None
+    try:
+        os.kill(pid, signal.SIGHUP)
+    except OSError as exc:
+        log.warning("cannot reload nats-server (pid %d): %s; trying again on the next tick", pid, exc)
+        return None
+    return pid
+
+
+Servers = int | Path | Sequence[int | Path]
+
+
+def _each(servers: Servers) -> list[int | Path]:
+    return [servers] if isinstance(servers, int | Path) else list(servers)
+
+
+def reload_servers(servers: Servers) -> tuple[int | None, ...]:
+    """Reload every node (a cluster's nodes each read the logins file)."""
+    return tuple(reload_server(one) for one in _each(servers))
+
+
+def stale(servers: Servers, reloaded: tuple[int | None, ...] | None) -> bool:
+    """Whether a node runs that has not been reloaded with the current file (it restarted)."""
+    if reloaded is None:
+        return True
+    now = tuple(server_pid(one) for one in _each(servers))
+    return any(pid is not None and pid != done for pid, done in zip(now, reloaded, strict=True))
+
+
+async def serve(nats_url: str, conf: Path, server: Servers, service_password: str) -> None:
+    """`server`: the nats-server's pid, or its pid file (read before each reload, so that a
+    server restarted by `up` is followed), or those of every node of a cluster.
+    `service_password` may be the password or its bcrypt hash; the config only ever gets the
     hash, made once here so that an unchanged state renders the same text."""
     service_hash = broker_auth.password_hash(service_password)
     stop = asyncio.Event()
@@ -133,6 +181,7 @@ async def serve(nats_url: str, conf: Path, server_pid: int, service_password: st
             stream=EVENTS_STREAM,
             cb=on_event,
             ordered_consumer=True,
+            idle_heartbeat=FOLLOW_IDLE_HEARTBEAT_S,
             deliver_policy=api.DeliverPolicy.ALL,
         )
         for subject in ("ev.*.domain.>", "ev.*.worker.*.registered", "ev.*.worker.*.stopped")
@@ -140,6 +189,7 @@ async def serve(nats_url: str, conf: Path, server_pid: int, service_password: st
     reads = await serve_reads(nc, EventStore(nc, js))
     ingress = await serve_ingress(nc)
     changed.set()
+    reloaded: tuple[int | None, ...] | None = None  # the server pids that last got the current file
     try:
         while not stop.is_set():
             now = utcnow()
@@ -153,13 +203,15 @@ async def serve(nats_url: str, conf: Path, server_pid: int, service_password: st
             await ensure_consumers(js, seen)  # what fails is tried again on the next change or tick
             text = broker_auth.render({SERVICE_USER: service_hash}, seen.domains, utcnow(), seen.worker_ids())
             if conf.exists() and conf.read_text() == text:
+                if stale(server, reloaded):
+                    reloaded = reload_servers(server)  # a new server (restarted): make sure it has it
                 continue  # nothing changed: no check, no write, no reload
             problem = await asyncio.to_thread(config_problem, text, conf.with_name(conf.name + ".check"))
             if problem is not None:
                 log.error("not reloading the broker: the rendered config is refused: %s", problem)
                 continue
             broker_auth.write(conf, text)
-            os.kill(server_pid, signal.SIGHUP)
+            reloaded = reload_servers(server)
             log.info("broker logins updated: %d", text.count('"user"'))
     finally:
         await reads.unsubscribe()
@@ -169,9 +221,9 @@ async def serve(nats_url: str, conf: Path, server_pid: int, service_password: st
         await nc.close()
 
 
-def run(nats_url: str, conf: Path, server_pid: int) -> None:
+def run(nats_url: str, conf: Path, server: Servers) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s broker-auth %(levelname)s %(message)s")
     password = os.environ.get("NATS_SERVICE_PASSWORD", "")
     if not password:
         raise SystemExit("error: broker-auth needs NATS_SERVICE_PASSWORD")
-    asyncio.run(serve(nats_url, conf, server_pid, password))
+    asyncio.run(serve(nats_url, conf, server, password))

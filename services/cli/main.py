@@ -9,6 +9,7 @@ import typer
 
 from services.cli import client_commands
 from services.cli.status_command import status
+from services.cli.streams_command import streams_app
 from services.runtime.hardening import SERVICE_COMMANDS, forbid_peeking
 
 app = typer.Typer(
@@ -19,6 +20,7 @@ app = typer.Typer(
 )
 client_commands.register(app)
 app.command()(status)
+app.add_typer(streams_app, name="streams")
 
 
 def _version(value: bool) -> None:
@@ -58,6 +60,10 @@ def up(
     data_dir: Path = typer.Option(DEFAULT_DATA_DIR, help="NATS store, read model, admin token"),
     workers: int = typer.Option(1, min=0, help="local workers to start"),
     worker_concurrency: int = typer.Option(4, min=1, help="max concurrency of each local worker"),
+    replicas: int | None = typer.Option(
+        None, min=1, max=5, help="copies of new streams [env JOBSTREAM_REPLICAS, default 1, 3 if clustered]"
+    ),
+    cluster: int = typer.Option(1, min=1, max=5, help="embedded NATS nodes (3: a cluster on this host)"),
 ) -> None:
     """Start the whole system: NATS, API with projector, dispatcher, scheduler and local workers."""
     from services.cli.up import UpOptions, run_up
@@ -66,7 +72,8 @@ def up(
         run_up(
             UpOptions(
                 host=host, port=port, nats_port=nats_port, nats_url=nats_url, data_dir=data_dir,
-                workers=workers, worker_concurrency=worker_concurrency,
+                workers=workers, worker_concurrency=worker_concurrency, replicas=replicas,
+                cluster=cluster,
             )
         )
     )  # fmt: skip
@@ -120,13 +127,19 @@ def scheduler(nats_url: str = typer.Option("nats://127.0.0.1:4222", envvar="NATS
 @app.command("broker-auth", hidden=True)
 def broker_auth(
     conf: Path = typer.Option(..., help="the nats-server authorization file to keep up to date"),
-    server_pid: int = typer.Option(..., help="the nats-server to reload (SIGHUP)"),
+    server_pid: int | None = typer.Option(None, help="the nats-server to reload (SIGHUP)"),
+    server_pid_file: list[Path] | None = typer.Option(
+        None, help="or its pid file, read before each reload (once per node of a cluster)"
+    ),
     nats_url: str = typer.Option("nats://127.0.0.1:4222", envvar="NATS_URL"),
 ) -> None:
     """Keep the embedded server's logins in step with domains and tokens (started by `up`)."""
     from services.broker.main import run
 
-    run(nats_url, conf, server_pid)
+    server = server_pid_file or server_pid
+    if server is None:
+        raise typer.BadParameter("give --server-pid or --server-pid-file")
+    run(nats_url, conf, server)
 
 
 @app.command()

@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import IO
 
 import httpx
+from nats.errors import Error as NatsError
 
-from events.streams import provision
+from events.streams import REPLICAS_ENV, provision, replicas_from_env
 from services.runtime import broker_auth, ports
 from services.runtime.children import child_kwargs
-from services.runtime.connect import connect, jetstream, without_password
-from services.runtime.nats_server import NatsServer, ServerError
+from services.runtime.connect import NatsUrlError, connect, jetstream, nats_servers, without_password
+from services.runtime.nats_server import ClusterNode, NatsServer, ServerError
 
 DEFAULT_API_PORT = 8000
 DEFAULT_NATS_PORT = 4222
@@ -44,6 +45,8 @@ class UpOptions:
     data_dir: Path = Path(".jobstream")
     workers: int = 1
     worker_concurrency: int = 4
+    replicas: int | None = None  # None: JOBSTREAM_REPLICAS, else 1 (3 for a cluster)
+    cluster: int = 1  # embedded nats-server nodes
 
 
 PORTS_FILE = "ports.json"
@@ -170,10 +173,19 @@ class Child:
             self.proc.wait()
 
 
-async def _provision(url: str) -> None:
+async def _provision(url: str, replicas: int, deadline: float) -> None:
+    """Provision, retrying until `deadline`: a new cluster refuses JetStream requests (503) until
+    its nodes have met and elected a leader."""
     nc = await connect(url, "up", max_reconnect_attempts=0)
     try:
-        await provision(jetstream(nc))
+        while True:
+            try:
+                await provision(jetstream(nc), replicas=replicas)
+                return
+            except (NatsError, TimeoutError) as exc:
+                if time.monotonic() >= deadline:
+                    raise UpError(f"cannot create the streams (replicas {replicas}): {exc}") from exc
+            await asyncio.sleep(0.5)
     finally:
         await nc.close()
 
@@ -210,21 +222,88 @@ def _run(opts: UpOptions) -> int:
         lock.close()
 
 
+def _replicas(opts: UpOptions) -> int:
+    """--replicas, else JOBSTREAM_REPLICAS, else 1 (3 for a cluster); every service gets the same."""
+    replicas = opts.replicas
+    if replicas is None and os.environ.get(REPLICAS_ENV, "").strip():
+        try:
+            replicas = replicas_from_env()
+        except ValueError as exc:
+            raise UpError(str(exc)) from None
+    if replicas is None:
+        replicas = min(3, opts.cluster) if opts.cluster > 1 else 1
+    if not opts.nats_url and replicas > opts.cluster:
+        raise UpError(f"{replicas} replicas need as many NATS nodes: start with --cluster {max(3, replicas)}")
+    return replicas
+
+
+def _check_store_kind(opts: UpOptions, data_dir: Path) -> None:
+    """A data dir holds a single node's store or a cluster's: switching would start empty."""
+    single, clustered = (data_dir / "nats" / "jetstream").exists(), (data_dir / "nats-n1").exists()
+    if opts.cluster > 1 and single:
+        raise UpError(f"{data_dir} holds a single-node store (nats/); --cluster would start empty there")
+    if opts.cluster == 1 and clustered:
+        raise UpError(f"{data_dir} holds a cluster's stores (nats-n1/…); start it with --cluster")
+
+
+def cluster_ports(opts: UpOptions, data_dir: Path, first: int) -> tuple[list[int], list[int]]:
+    """Client ports of nodes n1..nN (n1's is the NATS port) and their route ports: last time's
+    when free, else new ones; kept in ports.json like the others."""
+    kept = kept_ports(data_dir)
+    used = {first}
+
+    def pick(key: str) -> int:
+        port = kept.get(key)
+        for _ in range(100):
+            if port is not None and port not in used and ports.port_is_free(opts.host, port):
+                break
+            port = ports.free_port(opts.host)
+        assert port is not None
+        used.add(port)
+        kept[key] = port
+        return port
+
+    clients = [first, *(pick(f"nats_n{i}") for i in range(2, opts.cluster + 1))]
+    routes = [pick(f"route_n{i}") for i in range(1, opts.cluster + 1)]
+    (data_dir / PORTS_FILE).write_text(json.dumps(kept) + "\n")
+    return clients, routes
+
+
+def embedded_servers(opts: UpOptions, data_dir: Path, nats_port: int) -> list[NatsServer]:
+    """The nats-server(s) `up` runs: one, or a cluster n1..nN on `opts.host`, a store each, one
+    logins file for all (broker-auth writes it and reloads every node)."""
+    users = {SERVICE_USER: service_password(data_dir)}
+    if opts.cluster == 1:
+        return [
+            NatsServer(data_dir / "nats", opts.host, nats_port, log_file=data_dir / "nats.log", users=users)
+        ]
+    clients, routes = cluster_ports(opts, data_dir, nats_port)
+    return [
+        NatsServer(
+            data_dir / f"nats-n{i}", opts.host, clients[i - 1], users=users,
+            log_file=data_dir / f"nats-n{i}.log",
+            cluster=ClusterNode(f"n{i}", routes[i - 1], tuple(routes), data_dir / "nats-auth.conf"),
+        )
+        for i in range(1, opts.cluster + 1)
+    ]  # fmt: skip
+
+
 def _run_locked(opts: UpOptions, data_dir: Path, lock: IO[str]) -> int:
+    if opts.nats_url and opts.cluster > 1:
+        raise UpError("--cluster starts NATS nodes of its own; it does not go with --nats-url")
+    replicas = _replicas(opts)
+    _check_store_kind(opts, data_dir)
     token, generated = admin_token(data_dir)
     api_port, nats_port = choose_ports(opts, data_dir)
-    server: NatsServer | None = None
+    servers: list[NatsServer] = []
     if opts.nats_url:
-        nats_url = opts.nats_url
+        try:
+            nats_servers(opts.nats_url, "--nats-url")
+        except NatsUrlError as exc:
+            raise UpError(str(exc)) from None
     else:
         assert nats_port is not None
-        server = NatsServer(
-            data_dir / "nats", opts.host, nats_port, log_file=data_dir / "nats.log",
-            users={SERVICE_USER: service_password(data_dir)},
-        ).start()  # fmt: skip
-        nats_url = server.url_for(SERVICE_USER)
-    api_url = f"http://{opts.host}:{api_port}"
-    _write_owner(lock, {"pid": os.getpid(), "api_url": api_url, "nats_url": without_password(nats_url)})
+        servers = embedded_servers(opts, data_dir, nats_port)
     children: list[Child] = []
     stopping = False
 
@@ -235,8 +314,14 @@ def _run_locked(opts: UpOptions, data_dir: Path, lock: IO[str]) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
-        asyncio.run(_provision(nats_url))
+        for server in servers:
+            server.start()
+        nats_url = opts.nats_url or ",".join(s.url_for(SERVICE_USER) for s in servers)
+        api_url = f"http://{opts.host}:{api_port}"
+        _write_owner(lock, {"pid": os.getpid(), "api_url": api_url, "nats_url": without_password(nats_url)})
+        asyncio.run(_provision(nats_url, replicas, time.monotonic() + READY_TIMEOUT_S))
         env = {**os.environ, "ADMIN_TOKEN": token, "NATS_URL": nats_url, "PYTHONUNBUFFERED": "1"}
+        env[REPLICAS_ENV] = str(replicas)
         cli = [sys.executable, "-m", "services.cli"]
         db = str(data_dir / "projection.duckdb")
         children.append(
@@ -244,16 +329,11 @@ def _run_locked(opts: UpOptions, data_dir: Path, lock: IO[str]) -> int:
         )
         children.append(Child("dispatcher", [*cli, "dispatcher"], env))
         children.append(Child("scheduler", [*cli, "scheduler"], env))
-        if server is not None and server.proc is not None:
-            argv = [
-                *cli,
-                "broker-auth",
-                "--conf",
-                str(server.auth_conf),
-                "--server-pid",
-                str(server.proc.pid),
-            ]
-            auth_env = {**env, "NATS_SERVICE_PASSWORD": server.users[SERVICE_USER]}
+        if servers:
+            argv = [*cli, "broker-auth", "--conf", str(servers[0].auth_conf)]
+            for server in servers:
+                argv += ["--server-pid-file", str(server.pid_file)]
+            auth_env = {**env, "NATS_SERVICE_PASSWORD": servers[0].users[SERVICE_USER]}
             children.append(Child("broker-auth", argv, auth_env))
         for i in range(1, opts.workers + 1):
             argv = [*cli, "worker", "--id", f"local-{i}", "--max-concurrency", str(opts.worker_concurrency)]
@@ -262,13 +342,17 @@ def _run_locked(opts: UpOptions, data_dir: Path, lock: IO[str]) -> int:
             child.start()
         _wait_http(f"{api_url}/health", time.monotonic() + READY_TIMEOUT_S, children)
         _banner(api_url, nats_url, token, generated, data_dir, opts)
+        server_restarts: dict[str, list[float]] = {}
         while not stopping:
             time.sleep(0.2)
+            for server in servers:
+                label = f"nats-server {server.cluster.server_name}" if server.cluster else "nats-server"
+                server_restarts[label] = _supervise_server(server, server_restarts.get(label, []), label)
             _supervise(children)
         return 0
     finally:
         _stop_all(children)
-        if server is not None:
+        for server in servers:
             server.stop()
         print("jobstream stopped", file=sys.stderr)
 
@@ -286,6 +370,42 @@ def _supervise(children: list[Child]) -> None:
         print(f"{child.name} exited with code {code}; restarting", file=sys.stderr)
         child.restarts = [*recent, now]
         child.start()
+
+
+def _exit_cause(code: int | None) -> str:
+    if code is None:
+        return "unknown status"
+    return f"signal {-code}" if code < 0 else f"code {code}"
+
+
+def _supervise_server(server: NatsServer, restarts: list[float], label: str = "nats-server") -> list[float]:
+    """Restart a dead embedded nats-server on the same store, port and logins (services
+    reconnect by themselves; broker-auth follows its pid file); give up when it keeps dying.
+    Returns the restart times still inside the window."""
+    if server.proc is None or server.proc.poll() is None:
+        return restarts
+    now = time.monotonic()
+    recent = [t for t in restarts if now - t < RESTART_WINDOW_S]
+    cause = _exit_cause(server.proc.returncode)
+    if len(recent) >= MAX_RESTARTS:
+        raise UpError(
+            f"{label} exited ({cause}) and keeps crashing ({MAX_RESTARTS} restarts in "
+            f"{RESTART_WINDOW_S:.0f} s); stopping. See {server.log_file or 'its log'}"
+        )
+    recent.append(now)
+    try:
+        server.start(keep_logins=True)
+    except ServerError as exc:
+        print(f"{label} exited ({cause}); restart {len(recent)} of {MAX_RESTARTS} failed: {exc}",
+              file=sys.stderr)  # fmt: skip
+        return recent
+    print(
+        f"{label} exited ({cause}); restarted it on the same store "
+        f"(restart {len(recent)} of {MAX_RESTARTS} in {RESTART_WINDOW_S:.0f} s)",
+        file=sys.stderr,
+        flush=True,
+    )
+    return recent
 
 
 def _stop_all(children: list[Child]) -> None:

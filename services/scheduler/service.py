@@ -30,7 +30,7 @@ from events.store import (
     schedule_append,
     stream_seq,
 )
-from events.streams import EVENTS_STREAM, provision
+from events.streams import EVENTS_STREAM, FOLLOW_IDLE_HEARTBEAT_S, provision
 from services.runtime.connect import connect, jetstream
 from services.runtime.lease import Lease
 from services.scheduler.state import Key, SchedulerState
@@ -87,6 +87,7 @@ class Scheduler:
         follow = await js.subscribe(
             "ev.>", stream=EVENTS_STREAM, cb=self._on_event, ordered_consumer=True, config=config,
             pending_msgs_limit=FOLLOW_PENDING_LIMIT, pending_bytes_limit=-1,
+            idle_heartbeat=FOLLOW_IDLE_HEARTBEAT_S,
         )  # fmt: skip
         info = await follow.consumer_info()
         if info.num_pending == 0:
