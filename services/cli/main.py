@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from services.audit.command import audit_app
 from services.cli import client_commands
 from services.cli.status_command import status
 from services.cli.streams_command import streams_app
@@ -20,6 +21,7 @@ app = typer.Typer(
 )
 client_commands.register(app)
 app.command()(status)
+app.add_typer(audit_app, name="audit")
 app.add_typer(streams_app, name="streams")
 
 

@@ -9,13 +9,16 @@ import pytest
 
 from services.runtime.nats_server import NatsServer
 from services.runtime.ports import free_port
-from tests.e2e.system import System
+from tests.e2e.system import System, audit_log
 
 
 @pytest.fixture
 def system(tmp_path: Path) -> Iterator[System]:
+    """The whole system; at teardown, once its processes stopped, its log is audited and any
+    violation fails the test (so every end-to-end test checks the invariants on its own log)."""
     nats = NatsServer(tmp_path / "nats", port=free_port(), log_file=tmp_path / "nats.log").start()
     sys_ = System(tmp_path, nats)
+    found: str | None = None
     try:
         sys_.start_api()
         sys_.start_dispatcher()
@@ -24,4 +27,8 @@ def system(tmp_path: Path) -> Iterator[System]:
         yield sys_
     finally:
         sys_.shutdown()
+        if nats.proc is not None and nats.proc.poll() is None:
+            found = audit_log(nats.url)
         nats.stop()
+    if found:
+        pytest.fail(f"the system's event log breaks an invariant\n{found}", pytrace=False)

@@ -137,6 +137,22 @@ class System:
         raise AssertionError(f"{what} not met in {timeout}s")
 
 
+AUDIT_TIMEOUT_S = 120.0
+
+
+def audit_log(nats_url: str) -> str | None:
+    """Run `jobstream audit verify` on the system's whole log: None if clean, else what it found
+    (violations with their witness sequences, or why the log could not be read)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "services.cli", "audit", "verify", "--nats-url", nats_url],
+        capture_output=True, text=True, timeout=AUDIT_TIMEOUT_S,
+        env={k: v for k, v in os.environ.items() if k != "NATS_SERVICE_PASSWORD"},
+    )  # fmt: skip
+    if done.returncode == 0:
+        return None
+    return f"audit verify exited {done.returncode}:\n{done.stdout}{done.stderr}"
+
+
 def shell_job(script: str, **extra: Any) -> dict[str, Any]:
     return {"name": extra.pop("name", "e2e"), "executor": {"type": "shell", "script": script}, **extra}
 
