@@ -275,7 +275,11 @@ async def js_latency(client: httpx.AsyncClient, watch: EventWatch, rate: float, 
 
 async def run_jobstream(args: argparse.Namespace, report: Report, tmp: Path) -> None:
     system = Jobstream(tmp, args.workers, args.concurrency)
-    print(f"jobstream: starting `jobstream up` with {args.workers} workers x {args.concurrency} slots")
+    os.environ["JOBSTREAM_NATS_SYNC_INTERVAL"] = args.nats_sync_interval  # read by `up`'s server
+    print(
+        f"jobstream: starting `jobstream up` with {args.workers} workers x {args.concurrency} slots, "
+        f"fsync {args.nats_sync_interval}"
+    )
     system.start()
     nc = await nats.connect(system.nats_url)
     watch = EventWatch()
@@ -421,6 +425,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--celery-concurrency", type=int, default=os.cpu_count() or 2)
     p.add_argument("--skip-celery", action="store_true", help="measure jobstream only")
     p.add_argument("--quick", action="store_true", help="small numbers, for a smoke run")
+    p.add_argument(
+        "--nats-sync-interval", default="always",
+        help="the embedded server's JetStream fsync (always: before every ack, as jobstream runs; "
+        "2m: the nats-server default), to measure what durability costs",
+    )  # fmt: skip
     args = p.parse_args(argv)
     if args.quick:
         args.jobs, args.shell_jobs, args.latency_seconds = 2_000, 200, 3.0

@@ -4,17 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 
 from services.dispatcher.service import Dispatcher
+from services.runtime.lifecycle import until_stopped
 
 
 async def serve(nats_url: str, max_running_per_domain: int = 0) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await Dispatcher(nats_url, max_running_per_domain=max_running_per_domain).run(stop)
+    await until_stopped(Dispatcher(nats_url, max_running_per_domain=max_running_per_domain).run)
 
 
 def run(nats_url: str, max_running_per_domain: int = 0) -> None:

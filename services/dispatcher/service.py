@@ -19,8 +19,8 @@ from events.base import DomainError, utcnow
 from events.codec import DecodeError, decode_event, decode_heartbeat
 from events.job import JobSpec, decide_dispatch, decide_hold, decide_requeue
 from events.store import Append, Appended, EventStore, WrongExpectedSequence, job_append, stream_seq
-from events.streams import EVENTS_STREAM, HEARTBEATS_STREAM, provision
-from events.worker import WORKER_TTL_S, CameOnline, WentOffline, WorkerStatus
+from events.streams import EVENTS_STREAM, FOLLOW_IDLE_HEARTBEAT_S, HEARTBEATS_STREAM, provision
+from events.worker import WORKER_TTL_S, CameOnline, WentOffline, WorkerStatus, decide_offline, decide_online
 from services.dispatcher.failover import Liveness, held_by_gone_runs, silent, unreported
 from services.dispatcher.limits import LimitKey, WithPlanned, blocking, counted
 from services.dispatcher.placement import choose, unplaceable
@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 LEASE_KEY = "dispatcher"
 IDLE_TICK_S = 0.5
 FOLLOW_PENDING_LIMIT = 1_000_000
+# Every append of a tick is fenced, so one that fails is simply decided again next tick: a
+# tick waits on a sick broker no longer than this (within the lease TTL), not the store's 20 s.
+APPEND_DEADLINE_S = 4.0
 
 
 class Dispatcher:
@@ -73,6 +76,7 @@ class Dispatcher:
             cb=self._on_event,
             ordered_consumer=True,
             deliver_policy=api.DeliverPolicy.ALL,
+            idle_heartbeat=FOLLOW_IDLE_HEARTBEAT_S,  # a lost follow is rebuilt in ~2 s, not 18
             pending_msgs_limit=FOLLOW_PENDING_LIMIT,
             pending_bytes_limit=-1,
         )
@@ -181,7 +185,7 @@ class Dispatcher:
     async def _append(self, items: list[Append]) -> list[Appended | BaseException]:
         if not items:
             return []
-        results = await self.store.append_many(items)
+        results = await self.store.append_many(items, deadline_s=APPEND_DEADLINE_S)
         await self._apply_results(items, results)
         return results
 
@@ -194,17 +198,15 @@ class Dispatcher:
         gone = silent(lives, now, self.ttl_s)
         comeback: list[Append] = []
         for key, entry in st.workers.items():
-            if entry.state.status is WorkerStatus.OFFLINE and now - entry.last_beat <= self.ttl_s / 2:
-                event = CameOnline(domain=key[0], actor="dispatcher", worker_id=key[1])
-                comeback.append(self._worker_append(key, entry.seq, event))
+            if now - entry.last_beat <= self.ttl_s / 2 and (online := decide_online(entry.state)):
+                comeback.append(self._worker_append(key, entry.seq, online))
         offline: list[Append] = []
         for w in gone:
             key = (w.domain, w.worker_id)
             entry = st.workers[key]
-            offline_event = WentOffline(
-                domain=w.domain, actor="dispatcher", worker_id=w.worker_id,
-                reason=f"no heartbeat for {now - w.last_beat:.1f}s (ttl {self.ttl_s}s)",
-            )  # fmt: skip
+            why = f"no heartbeat for {now - w.last_beat:.1f}s (ttl {self.ttl_s}s)"
+            if (offline_event := decide_offline(entry.state, why)) is None:
+                continue
             offline.append(self._worker_append(key, entry.seq, offline_event))
             log.warning("worker %s/%s is offline; requeueing its jobs", w.domain, w.worker_id)
         await self._append(comeback + offline)

@@ -4,23 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 from pathlib import Path
 
 from events.streams import provision
 from projections.projector import Projector
 from projections.rebuild import rebuild
 from services.runtime.connect import connect, jetstream
+from services.runtime.lifecycle import until_stopped
 
 log = logging.getLogger(__name__)
 REPORT_EVERY_S = 30.0
 
 
 async def serve(nats_url: str, db_path: Path) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    await until_stopped(lambda stop: _serve(nats_url, db_path, stop))
+
+
+async def _serve(nats_url: str, db_path: Path, stop: asyncio.Event) -> None:
     nc = await connect(nats_url, "projector")
     await provision(jetstream(nc))
     projector = Projector(db_path, nc)

@@ -4,17 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 
+from services.runtime.lifecycle import until_stopped
 from services.scheduler.service import Scheduler
 
 
 async def serve(nats_url: str) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await Scheduler(nats_url).run(stop)
+    await until_stopped(Scheduler(nats_url).run)
 
 
 def run(nats_url: str) -> None:

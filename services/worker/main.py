@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 
+from services.runtime.lifecycle import STOP_GRACE_S, until_stopped
 from services.worker.agent import Worker
 from services.worker.settings import WorkerSettings
 
 
 async def serve(settings: WorkerSettings) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     worker = Worker(settings)
-    await worker.run(stop)
+    # Time to drain: the grace for running jobs, then their hand-back and `stopped`.
+    await until_stopped(worker.run, grace_s=settings.grace_s + STOP_GRACE_S)
     if worker.gave_up is not None:
         raise SystemExit(f"error: {worker.gave_up}")
 

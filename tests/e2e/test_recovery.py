@@ -4,13 +4,18 @@ on the same store. A worker id is not an identity across processes: what an earl
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
+import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
+from services.runtime.ports import free_port
 from tests.e2e.system import TERMINAL, System, shell_job
+from tests.e2e.up import Up
 
 pytestmark = pytest.mark.slow
 
@@ -50,3 +55,56 @@ def test_sigkill_of_every_process_then_a_restart_finishes_every_job_once(
             if done[job_id]["attempt"] > 1:
                 requeued = [e for e in events if e["type"] == "requeued"]
                 assert requeued and "restarted" in requeued[0]["reason"], requeued
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process under `pid` (children, grandchildren, ...), from /proc."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out, todo = [], [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def test_sigkill_of_a_whole_up_then_up_again_on_the_same_data_dir(tmp_path: Path) -> None:
+    """The scenario as a user meets it: a machine crash under `jobstream up` (every process,
+    the nats-server and the jobs included), then `jobstream up` again."""
+    data = tmp_path / "data"
+    args = ("--port", str(free_port()), "--nats-port", str(free_port()), "--workers", "1")
+    up = Up(data, *args).wait_banner()
+    try:
+        with up.client() as c:
+            ids = [c.post("/jobs", json=shell_job("sleep 3", name=f"up-{i}")).json()["id"] for i in range(6)]
+            deadline = time.monotonic() + 30
+            while sum(c.get(f"/jobs/{j}").json()["status"] == "running" for j in ids) < 4:
+                assert time.monotonic() < deadline, "the jobs never started"
+                time.sleep(0.2)
+    finally:
+        for pid in [up.proc.pid, *_descendants(up.proc.pid)]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        up.proc.wait(10)
+    again = Up(data, *args).wait_banner()
+    try:
+        with again.client() as c:
+            deadline = time.monotonic() + 60
+            while True:
+                jobs = [c.get(f"/jobs/{j}").json() for j in ids]
+                if all(j["status"] in TERMINAL for j in jobs):
+                    break
+                assert time.monotonic() < deadline, [(j["status"], j["pending_reason"]) for j in jobs]
+                time.sleep(0.3)
+            assert Counter(j["status"] for j in jobs) == {"succeeded": 6}
+            for job_id in ids:
+                types = [e["type"] for e in c.get(f"/jobs/{job_id}/events").json()]
+                assert sum(t in TERMINAL for t in types) == 1 and types[-1] == "succeeded", types
+    finally:
+        assert again.stop() == 0

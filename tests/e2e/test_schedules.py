@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from events.streams import LEASE_TTL_S
 from services.runtime.nats_server import NatsServer
 from services.runtime.ports import free_port
 from tests.e2e.system import System
@@ -306,7 +307,7 @@ def test_two_schedulers_200_ticks_no_duplicates_and_leader_kill_loses_nothing(sy
     time.sleep(12.0)
     leader = "scheduler" if "scheduler is leader" in system.log("scheduler") else "scheduler-2"
     system.stop(leader, signal.SIGKILL)
-    time.sleep(10.0)
+    time.sleep(LEASE_TTL_S + 8.0)  # the standby takes over once the dead leader's lease expires
     pause(system, s["id"])
     history = runs(system, s["id"])
     ticks = [datetime.fromisoformat(r["tick"]) for r in history]

@@ -75,3 +75,15 @@ def test_beats_mark_and_clear_what_they_leave_out() -> None:
     st.apply(5, Registered(domain="prod", actor="w", worker_id="w1", max_concurrency=2, incarnation="i2"))
     assert st.runs()[("prod", "w1")] == Run("i2", 5)
     assert [h.job_id for h, _ in held_by_gone_runs(st.holdings(), st.runs())] == ["j1"]
+
+
+def test_only_an_active_worker_goes_offline_and_only_an_offline_one_comes_back() -> None:
+    from events.worker import WorkerStatus, decide_offline, decide_online, evolve_worker
+
+    w = evolve_worker(None, Registered(domain="prod", actor="w", worker_id="w1", incarnation="i1"))
+    assert w is not None and decide_online(w) is None
+    gone = decide_offline(w, "no heartbeat for 21s")
+    assert gone is not None and gone.reason == "no heartbeat for 21s"
+    offline = evolve_worker(w, gone)
+    assert offline is not None and offline.status is WorkerStatus.OFFLINE
+    assert decide_offline(offline, "again") is None and decide_online(offline) is not None
