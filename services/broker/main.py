@@ -37,6 +37,7 @@ from services.broker.reads import serve_reads
 from services.runtime import broker_auth
 from services.runtime.broker_auth import SERVICE_USER
 from services.runtime.connect import connect, jetstream
+from services.runtime.lifecycle import until_stopped
 from services.runtime.nats_server import config_problem
 
 log = logging.getLogger(__name__)
@@ -151,16 +152,14 @@ def stale(servers: Servers, reloaded: tuple[int | None, ...] | None) -> bool:
     return any(pid is not None and pid != done for pid, done in zip(now, reloaded, strict=True))
 
 
-async def serve(nats_url: str, conf: Path, server: Servers, service_password: str) -> None:
+async def serve(
+    nats_url: str, conf: Path, server: Servers, service_password: str, stop: asyncio.Event
+) -> None:
     """`server`: the nats-server's pid, or its pid file (read before each reload, so that a
     server restarted by `up` is followed), or those of every node of a cluster.
     `service_password` may be the password or its bcrypt hash; the config only ever gets the
     hash, made once here so that an unchanged state renders the same text."""
     service_hash = broker_auth.password_hash(service_password)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     nc = await connect(nats_url, "broker-auth")
     js = jetstream(nc)
     seen = Seen()
@@ -226,4 +225,4 @@ def run(nats_url: str, conf: Path, server: Servers) -> None:
     password = os.environ.get("NATS_SERVICE_PASSWORD", "")
     if not password:
         raise SystemExit("error: broker-auth needs NATS_SERVICE_PASSWORD")
-    asyncio.run(serve(nats_url, conf, server, password))
+    asyncio.run(until_stopped(lambda stop: serve(nats_url, conf, server, password, stop)))
