@@ -183,7 +183,9 @@ class Log:
         self.events.append(event)
         return self.seq
 
-    async def append_many(self, items: Sequence[Append]) -> list[Appended | BaseException]:
+    async def append_many(
+        self, items: Sequence[Append], deadline_s: float | None = None
+    ) -> list[Appended | BaseException]:
         out: list[Appended | BaseException] = []
         for item in items:
             ev = item.event
