@@ -22,7 +22,7 @@ from events import subjects
 from events.base import Conflict, Event
 from events.codec import decode_event, encode
 from events.domain import DomainEvent, DomainState, evolve_domain
-from events.job import Dispatched, JobEvent, JobState, evolve
+from events.job import Dispatched, JobEvent, JobState, Started, evolve
 from events.schedule import ScheduleEvent, ScheduleState, evolve_schedule
 from events.streams import EVENTS_STREAM
 from events.template import TemplateEvent, TemplateState, evolve_template
@@ -127,7 +127,11 @@ def default_msg_id(event: JobEvent) -> str | None:
     if event.type not in IDEMPOTENT_JOB_EVENTS:
         return None
     attempt = int(getattr(event, "attempt", 0))
-    return f"{event.domain}.{event.job_id}.{attempt}.{event.type}"
+    base = f"{event.domain}.{event.job_id}.{attempt}.{event.type}"
+    # A start is also one run's (incarnation's): a new run of the worker id must not take the
+    # start of the run it replaces for its own (it hands that attempt back instead).
+    incarnation = getattr(event, "incarnation", "") if isinstance(event, Started) else ""
+    return f"{base}.{incarnation}" if incarnation else base
 
 
 def job_append(event: JobEvent, expected: int, msg_id: str | None = None) -> Append:

@@ -18,10 +18,11 @@ HEARTBEAT_INTERVAL_S = 2.0
 WORKER_TTL_S = 20.0
 # A worker stops (fences) its jobs once its beats cannot reach anyone: no connection for
 # this long (longer than a server restart under `up`) ...
-FENCE_DISCONNECTED_S = 10.0
-# ... or no beat acknowledged for this long (longer than the worst election). Both are
-# shorter than WORKER_TTL_S: a worker stops its jobs before the dispatcher gives them away.
-FENCE_UNACKED_S = 15.0
+FENCE_DISCONNECTED_S = 8.0
+# ... or no beat acknowledged for this long (longer than the worst election). Both, plus a
+# beat's interval and timeout (when the rule is checked) and the kill of the jobs, stay
+# below WORKER_TTL_S: a worker has stopped its jobs before the dispatcher gives them away.
+FENCE_UNACKED_S = 12.0
 
 
 class WorkerStatus(StrEnum):

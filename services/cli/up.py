@@ -22,12 +22,16 @@ from events.streams import REPLICAS_ENV, provision, replicas_from_env
 from services.runtime import broker_auth, ports
 from services.runtime.children import child_kwargs
 from services.runtime.connect import NatsUrlError, connect, jetstream, nats_servers, without_password
+from services.runtime.lifecycle import STOP_GRACE_S
 from services.runtime.nats_server import ClusterNode, NatsServer, ServerError
+from services.worker.settings import DEFAULT_GRACE_S
 
 DEFAULT_API_PORT = 8000
 DEFAULT_NATS_PORT = 4222
 READY_TIMEOUT_S = 60.0
-STOP_TIMEOUT_S = 40.0
+# Longer than a worker's own stop budget (its drain grace, then STOP_GRACE_S for hand-backs
+# and `stopped`), so `up` never cuts a drain short with SIGKILL and leaves jobs behind.
+STOP_TIMEOUT_S = DEFAULT_GRACE_S + STOP_GRACE_S + 20.0
 MAX_RESTARTS = 5
 RESTART_WINDOW_S = 60.0
 

@@ -17,8 +17,16 @@ from nats.js import JetStreamContext, api
 from events import subjects
 from events.base import DomainError, utcnow
 from events.codec import DecodeError, decode_event, decode_heartbeat
-from events.job import JobSpec, decide_dispatch, decide_hold, decide_requeue
-from events.store import Append, Appended, EventStore, WrongExpectedSequence, job_append, stream_seq
+from events.job import JobSpec, JobStatus, decide_dispatch, decide_hold, decide_requeue
+from events.store import (
+    Append,
+    Appended,
+    AppendUncertain,
+    EventStore,
+    WrongExpectedSequence,
+    job_append,
+    stream_seq,
+)
 from events.streams import EVENTS_STREAM, FOLLOW_IDLE_HEARTBEAT_S, HEARTBEATS_STREAM, provision
 from events.worker import WORKER_TTL_S, CameOnline, WentOffline, WorkerStatus, decide_offline, decide_online
 from services.dispatcher.failover import Liveness, held_by_gone_runs, silent, unreported
@@ -56,6 +64,8 @@ class Dispatcher:
         self._js: JetStreamContext | None = None
         self._store: EventStore | None = None
         self.lease: Lease | None = None
+        self._last_heard = time.monotonic()  # the last beat of any worker
+        self.unsettled: dict[Key, JobSpec] = {}  # dispatches whose outcome is unknown
 
     @property
     def store(self) -> EventStore:
@@ -113,10 +123,12 @@ class Dispatcher:
 
     def _on_reconnected(self) -> None:
         """Beats sent while we were away never reached us: that silence is ours, not the
-        workers'. Each gets one TTL of grace, as at start, instead of all going offline."""
+        workers'. Each worker's silence is shortened by our own (since we last heard any beat),
+        instead of all going offline; a worker silent before we went away is not spared."""
         now = time.monotonic()
+        ours = now - self._last_heard
         for entry in self.state.workers.values():
-            entry.last_beat = max(entry.last_beat, now)
+            entry.last_beat = min(now, entry.last_beat + ours)
         self.state.missing_since.clear()  # nor do beats we missed say what a worker left out
 
     async def _on_event(self, msg: Msg) -> None:
@@ -130,7 +142,8 @@ class Dispatcher:
             log.warning("bad heartbeat on %s: %s", msg.subject, exc)
             return
         entry = self.state.workers.get((beat.domain, beat.worker_id))
-        self.state.beat(beat, time.monotonic())
+        self._last_heard = time.monotonic()
+        self.state.beat(beat, self._last_heard)
         if entry is not None and entry.state.status is WorkerStatus.OFFLINE:
             self.wake.set()
 
@@ -172,6 +185,7 @@ class Dispatcher:
         await self._failover(now)
         await self._hand_back_orphans()
         await self._reclaim(now)
+        await self._settle()
         await self._place(now, wall)
 
     async def _apply_results(self, items: list[Append], results: list[Appended | BaseException]) -> None:
@@ -235,6 +249,32 @@ class Dispatcher:
                     continue
                 items.append(job_append(event, job.seq))
         await self._append(items)
+
+    def _not_dispatched(self, key: Key, spec: JobSpec) -> None:
+        """Look at the job again once its new event is folded in. Its planned count held others
+        back in this round: give those limits a slot back."""
+        st = self.state
+        st.forfeit(key)
+        for limit in counted(spec, key[0]):
+            st.release(limit)
+        st.fresh.add(key)
+
+    async def _settle(self) -> None:
+        """Dispatches whose outcome was unknown: landed (the follow brings the event, which frees
+        nothing) or not (as if refused). A job that cannot be read yet waits for the next tick."""
+        for key, spec in list(self.unsettled.items()):
+            entry = self.state.jobs.get(key)
+            if entry is None or entry.state.status is not JobStatus.PENDING:
+                del self.unsettled[key]  # the follow has brought what happened
+                continue
+            try:
+                _, last = await self.store.read_job(*key)
+            except Exception as exc:
+                log.warning("cannot tell yet whether job %s/%s was dispatched: %s", *key, exc)
+                continue
+            del self.unsettled[key]
+            if last == entry.seq:
+                self._not_dispatched(key, spec)  # nothing landed after what we know
 
     async def _reclaim(self, now: float) -> None:
         """Requeue attempts no live run of their worker holds: started by an earlier incarnation,
@@ -324,13 +364,12 @@ class Dispatcher:
         for (key, spec), result in zip(planned_jobs, results[len(hold_items) :], strict=True):
             if isinstance(result, Appended):
                 self.dispatched += 1
+            elif isinstance(result, AppendUncertain) and result.maybe_landed:
+                # It may have landed: until we know, its slot stays taken (releasing it could
+                # let a job parked under the same limit past it). Settled on the next ticks.
+                self.unsettled[key] = spec
             else:
-                # The job moved under us; look at it again once its new event is folded in. Its
-                # planned count held others back in this round: give those limits a slot back.
-                st.forfeit(key)
-                for limit in counted(spec, key[0]):
-                    st.release(limit)
-                st.fresh.add(key)
+                self._not_dispatched(key, spec)
                 if isinstance(result, WrongExpectedSequence):
                     self.wake.set()  # it moved: look again once the stream brings the change
                 # Otherwise the broker is unwell (the store retried already): the next idle tick

@@ -94,7 +94,8 @@ class DispatchState:
         if before is not None and was_active and before.worker_id:
             self.load[(event.domain, before.worker_id)] -= 1
             self.assigned.get((event.domain, before.worker_id), set()).discard(event.job_id)
-        if after.status not in ACTIVE or (before is not None and before.attempt != after.attempt):
+        if before is None or (before.status, before.attempt) != (after.status, after.attempt):
+            # Dispatched -> running (a start that came late) restarts the grace from now.
             self.missing_since.pop(key, None)
         if after.status is not JobStatus.PENDING:
             self.parked_at.pop(key, None)

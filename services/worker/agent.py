@@ -26,6 +26,7 @@ from events.job import (
     CancelRequested,
     Dispatched,
     JobEvent,
+    JobState,
     Outcome,
     Requeued,
     Started,
@@ -43,6 +44,7 @@ from services.runtime.broker_auth import inbox_prefix
 from services.runtime.connect import connect, jetstream
 from services.worker.executors import SUPPORTED, execute
 from services.worker.executors.base import RunContext
+from services.worker.groups import GroupLedger, default_path
 from services.worker.liveness import FenceRule
 from services.worker.logsink import LogSink
 from services.worker.puller import Puller
@@ -78,6 +80,7 @@ class Worker:
         self.s = settings
         # This process's run of the worker id: jobs an earlier run held are handed back.
         self.incarnation = new_id()
+        self._groups = GroupLedger(default_path(settings.domain, settings.worker_id))
         self.running: dict[str, Running] = {}
         self.fenced: list[Running] = []
         self.healthy = True
@@ -138,6 +141,7 @@ class Worker:
         # A domain token may neither manage streams nor use direct gets: it reads through
         # broker-auth's read proxy and gets its consumer from broker-auth after registering.
         self._store = EventStore(self.nc, self.js, via_proxy=login is not None)
+        self._groups.kill_leftovers()  # before registering: the new run's attempts must run alone
         if login is None:
             await provision(self.js)
             await provision_logs(self.js, [self.s.domain])  # the API makes it too; this may come first
@@ -334,13 +338,14 @@ class Worker:
                 return False
             if started_by(state, self.s.worker_id, d.attempt, self.incarnation):
                 r.seq = last  # our own `started` landed, though its append looked failed
+                if state.cancel_requested:
+                    r.cancel.set()  # and a cancel came meanwhile, while we did not hold it
                 return True
             if held_by_gone_run(state, self.s.worker_id, d.attempt, self.incarnation):
                 # Told of an attempt an earlier run of this worker started: say it is not running.
                 r.seq = last
-                await self._hand_back(
-                    r, f"worker {self.s.worker_id} restarted while running attempt {d.attempt}"
-                )
+                reason = f"worker {self.s.worker_id} restarted while running attempt {d.attempt}"
+                await self._hand_back(r, reason, state)
                 return False
             try:
                 event = decide_start(state, self.s.worker_id, d.attempt, incarnation=self.incarnation)
@@ -361,7 +366,8 @@ class Worker:
         started_at = time.monotonic()
         try:
             try:
-                outcome = await execute(RunContext(d.job_id, d.domain, d.attempt, d.spec, sink, r.cancel))
+                ctx = RunContext(d.job_id, d.domain, d.attempt, d.spec, sink, r.cancel, self._groups)
+                outcome = await execute(ctx)
             except Exception as exc:
                 log.exception("executor crashed on job %s", d.job_id)
                 outcome = Outcome("failed", error=f"worker error: {type(exc).__name__}: {exc}")
@@ -409,11 +415,12 @@ class Worker:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
 
-    async def _hand_back(self, r: Running, reason: str) -> None:
+    async def _hand_back(self, r: Running, reason: str, known: JobState | None = None) -> None:
         """Give the attempt back through `decide_requeue`: the requeue cap holds, and a cancel
-        requested meanwhile (which makes r.seq stale) ends the job instead of being lost."""
+        requested meanwhile (which makes r.seq stale) ends the job instead of being lost.
+        `known`: the job's state as just read, when it is at hand."""
         d = r.dispatched
-        state = state_from_dispatch(d, started_at=d.at)
+        state = known or state_from_dispatch(d, started_at=d.at)
         expected = r.seq
         try:
             for _ in range(5):

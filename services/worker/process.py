@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass
 
 from services.worker.completion import StdoutWatch
+from services.worker.groups import GroupLedger
 from services.worker.logsink import LogSink
 
 STREAM_LIMIT_BYTES = 1024 * 1024
@@ -77,6 +78,7 @@ async def run_process(
     cancel: asyncio.Event,
     sink: LogSink,
     watch: StdoutWatch,
+    groups: GroupLedger | None = None,
 ) -> ProcessResult:
     started = time.monotonic()
     proc = await asyncio.create_subprocess_exec(
@@ -90,6 +92,8 @@ async def run_process(
         limit=STREAM_LIMIT_BYTES,
     )
     assert proc.stdout is not None and proc.stderr is not None
+    if groups is not None:
+        groups.started(proc.pid)
     pumps = [
         asyncio.create_task(_pump(proc.stdout, "stdout", sink, watch)),
         asyncio.create_task(_pump(proc.stderr, "stderr", sink, watch)),
@@ -112,6 +116,8 @@ async def run_process(
         cancelled.cancel()
         if proc.returncode is None:
             _signal_group(proc.pid, signal.SIGKILL)
+        if groups is not None:
+            groups.ended(proc.pid)
     _, pending = await asyncio.wait(pumps, timeout=DRAIN_TIMEOUT_S)
     for task in pending:
         task.cancel()

@@ -24,7 +24,9 @@ def test_sigkill_of_every_process_then_a_restart_finishes_every_job_once(
     system: System, tmp_path: Path
 ) -> None:
     ledger = tmp_path / "ledger"
-    script = f'echo "$JOBSTREAM_JOB_ID $JOBSTREAM_ATTEMPT start" >> {ledger}; sleep 3; echo done'
+    line = '"$JOBSTREAM_JOB_ID $JOBSTREAM_ATTEMPT'
+    stamp = '$(date +%s.%N)" >> ' + str(ledger)
+    script = f"echo {line} start {stamp}; sleep 15; echo {line} end {stamp}"  # outlives the restart
     with system.client() as c:
         ids = [c.post("/jobs", json=shell_job(script, name=f"crash-{i}")).json()["id"] for i in range(12)]
         # 8 slots: 8 running, 4 pending when the machine "crashes".
@@ -55,6 +57,16 @@ def test_sigkill_of_every_process_then_a_restart_finishes_every_job_once(
             if done[job_id]["attempt"] > 1:
                 requeued = [e for e in events if e["type"] == "requeued"]
                 assert requeued and "restarted" in requeued[0]["reason"], requeued
+    # The jobs a killed worker ran live on in their own sessions; its next run kills them before
+    # it registers, so no attempt ran on beside the next one.
+    spans: dict[tuple[str, str], dict[str, float]] = {}
+    for raw in ledger.read_text().splitlines():
+        job, attempt, what, at = raw.split()
+        spans.setdefault((job, attempt), {})[what] = float(at)
+    for (job, attempt), span in spans.items():
+        later = spans.get((job, str(int(attempt) + 1)))
+        if later is not None and "end" in span:
+            assert span["end"] < later["start"], f"job {job}: attempt {attempt} ran on beside the next"
 
 
 def _descendants(pid: int) -> list[int]:

@@ -87,3 +87,16 @@ def test_only_an_active_worker_goes_offline_and_only_an_offline_one_comes_back()
     offline = evolve_worker(w, gone)
     assert offline is not None and offline.status is WorkerStatus.OFFLINE
     assert decide_offline(offline, "again") is None and decide_online(offline) is not None
+
+
+def test_a_start_that_comes_late_restarts_the_grace() -> None:
+    """Left out of every beat while dispatched (its start kept failing), then started: the grace
+    for a running attempt counts from the start, not from the first beat that left it out."""
+    st = DispatchState()
+    st.apply(1, Registered(domain="prod", actor="w", worker_id="w1", max_concurrency=2, incarnation="i1"))
+    st.apply(2, Submitted(domain="prod", actor="t", job_id="j1", spec=SPEC))
+    st.apply(3, Dispatched(domain="prod", actor="d", job_id="j1", worker_id="w1", attempt=1, spec=SPEC))
+    st.beat(Heartbeat(worker_id="w1", domain="prod", seq=1, running=[]), now=100.0)
+    st.apply(4, Started(domain="prod", actor="w", job_id="j1", worker_id="w1", attempt=1, incarnation="i1"))
+    assert ("prod", "j1") not in st.missing_since
+    assert unreported(st.holdings(), st.missing_since, now=130.0) == []

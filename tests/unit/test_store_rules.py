@@ -107,3 +107,18 @@ def test_uncertain_says_it_may_have_landed_and_keeps_the_last_error() -> None:
     assert "may or may not have landed" in str(exc) and "ev.blue.job.j1.started" in str(exc)
     assert (exc.code, exc.err_code, exc.last_error) == (503, 10008, last)
     assert "did not land" in str(AppendUncertain("s", last, maybe_landed=False))
+
+
+def test_a_start_msg_id_names_the_run_of_the_worker() -> None:
+    """A new run of a worker id must not take its predecessor's landed start for its own."""
+    from events.job import Started
+    from events.store import default_msg_id
+
+    def start(incarnation: str) -> Started:
+        return Started(
+            domain="prod", actor="w", job_id="j1", worker_id="w1", attempt=1, incarnation=incarnation
+        )
+
+    assert default_msg_id(start("run-a")) == "prod.j1.1.started.run-a"
+    assert default_msg_id(start("run-a")) != default_msg_id(start("run-b"))
+    assert default_msg_id(start("")) == "prod.j1.1.started"  # an older worker's start

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from events.job import JobSpec, Outcome
 from services.worker.completion import StdoutWatch, judge
+from services.worker.groups import GroupLedger
 from services.worker.logsink import LogSink
 from services.worker.process import run_process
 
@@ -52,6 +53,7 @@ class RunContext:
     spec: JobSpec
     sink: LogSink
     cancel: asyncio.Event
+    groups: GroupLedger | None = None  # where the job's process group is recorded
 
 
 def job_env(ctx: RunContext) -> dict[str, str]:
@@ -87,6 +89,7 @@ async def run_child(ctx: RunContext, argv: list[str]) -> Outcome:
             cancel=ctx.cancel,
             sink=ctx.sink,
             watch=watch,
+            groups=ctx.groups,
         )
     except OSError as exc:
         return Outcome("failed", error=f"could not start {argv[0]!r}: {exc}")
