@@ -12,7 +12,8 @@ causation check) and of live aggregates, not with the payloads.
 
 Not checked, because the log cannot show it or a field is missing: the dispatcher's
 `--max-running-per-domain` (a flag, not in the log), heartbeat timing (HEARTBEATS keeps
-minutes), retry backoff timing, and that schedule ticks are fire times of their spec.
+minutes), and that schedule ticks are fire times of their spec. Retry backoff is checked
+with BACKOFF_TOLERANCE_S of clock skew between the processes that wrote the times.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from events.job import (
     Submitted,
     Succeeded,
     TimedOut,
+    retry_delay_s,
 )
 from events.schedule import AnyScheduleEvent, Created, Deleted, Fired, Missed, Paused, Resumed, Skipped
 from events.worker import AnyWorkerEvent, CameOnline, Registered, Stopped, WentOffline
@@ -63,6 +65,8 @@ CHECKS: dict[str, str] = {
     "job.outcome-matches": "outcomes, retries and requeues close the open attempt (same worker and "
     "attempt; a success, time-out or retry only after started)",
     "job.retries-within-limit": "retries stay within the spec's max_retries",
+    "job.retry-backoff": "a retry waits its backoff (retry_backoff_s * 2^n): its not_before says so, "
+    "and the next attempt is not dispatched before it",
     "job.requeues-within-limit": f"requeues stay within MAX_REQUEUES ({MAX_REQUEUES})",
     "worker.dispatch-registered": "each dispatch goes to a worker registered in the job's domain",
     "worker.dispatch-live": "no dispatch to a worker that is offline or stopped",
@@ -76,6 +80,9 @@ CHECKS: dict[str, str] = {
     "schedule.one-job-per-tick": "at most one job and one fire per (schedule, tick)",
     "schedule.fire-while-paused": "no tick, catch-up or queued fire while the schedule is paused",
 }
+
+# Times in events come from the clocks of different processes (hosts): this much skew is allowed.
+BACKOFF_TOLERANCE_S = 1.0
 
 _decoders: dict[str, msgspec.json.Decoder[Any]] = {
     "job": msgspec.json.Decoder(AnyJobEvent),
@@ -138,6 +145,7 @@ class _Job:
         "attempt",
         "counted",
         "last_dispatch",
+        "not_before",
         "open_seq",
         "open_worker",
         "requeue_seqs",
@@ -161,6 +169,7 @@ class _Job:
         self.retries = 0
         self.requeues = 0
         self.retry_seqs: list[int] = []
+        self.not_before: datetime | None = None  # of the last retry, until the next dispatch
         self.requeue_seqs: list[int] = []
         self.counted: tuple[LimitKey, ...] = ()
 
@@ -378,6 +387,12 @@ class Auditor:
 
     def _dispatched(self, seq: int, key: tuple[str, str], job: _Job, ev: Dispatched) -> None:
         agg = job.agg
+        if job.not_before is not None:
+            early = (job.not_before - ev.at).total_seconds()
+            if early > BACKOFF_TOLERANCE_S:
+                why = f"attempt {ev.attempt} dispatched {early:.1f}s before its retry's not_before"
+                self._flag("job.retry-backoff", agg, why, job.retry_seqs[-1], seq)
+            job.not_before = None
         if job.open_seq:
             self._flag(
                 "job.dispatch-while-open",
@@ -528,6 +543,13 @@ class Auditor:
             )
         self._release(key, job)
         if isinstance(ev, RetryScheduled):
+            if job.spec is not None:
+                wanted = retry_delay_s(job.spec, job.retries)
+                waits = (ev.not_before - ev.at).total_seconds()
+                if abs(waits - wanted) > BACKOFF_TOLERANCE_S:
+                    why = f"retry {job.retries + 1} waits {waits:.1f}s, its backoff is {wanted:.1f}s"
+                    self._flag("job.retry-backoff", agg, why, seq)
+            job.not_before = ev.not_before
             job.retries += 1
             job.retry_seqs.append(seq)
             if job.spec is not None and job.retries > job.spec.max_retries:

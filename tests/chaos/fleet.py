@@ -25,6 +25,7 @@ from tests.chaos.proxy import Proxies, Proxy
 from tests.e2e.system import System
 from tests.integration.cluster import urls
 
+CANCEL_SHARE = 0.1  # of the jobs, cancelled by their "user" right after submitting
 SUBMIT_DEADLINE_S = 90.0  # a client retries one submission (same key) this long at most
 CUT_WORKER = "w1"  # the worker a partition scenario cuts off (its links are its own)
 
@@ -202,12 +203,13 @@ class Load:
     refused: list[tuple[float, float]] = field(default_factory=list)  # windows of failed submits
     submitted_at: dict[str, float] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+    cancelled: set[str] = field(default_factory=set)  # jobs a user asked to cancel
     _thread: threading.Thread | None = None
 
     def script(self, sleep_s: float) -> str:
         line = '"$JOBSTREAM_JOB_ID $JOBSTREAM_ATTEMPT'
         return (
-            f'echo {line} start $(date +%s.%N)" >> {self.ledger}; sleep {sleep_s:.2f}; '
+            f'echo {line} start $(date +%s.%N) {sleep_s:.2f}" >> {self.ledger}; sleep {sleep_s:.2f}; '
             f'echo {line} end $(date +%s.%N)" >> {self.ledger}'
         )
 
@@ -228,6 +230,8 @@ class Load:
                     self.submitted_at.setdefault(job_id, time.monotonic())
                     if failing_since is not None:
                         self.refused.append((failing_since, time.monotonic()))
+                    if rng.random() < CANCEL_SHARE:
+                        self.cancel(c, job_id)
                     return
                 if r.status_code < 500 and r.status_code != 429:
                     self.errors.append(f"submit refused {r.status_code}: {r.text[:200]}")
@@ -237,6 +241,21 @@ class Load:
             failing_since = failing_since or time.monotonic()
             time.sleep(0.2)
         self.errors.append(f"submit with key {key} not answered in {SUBMIT_DEADLINE_S}s")
+
+    def cancel(self, c: httpx.Client, job_id: str) -> None:
+        """A user's cancel, retried until answered: 200 (cancelled or on its way) or 409 (it
+        had ended already)."""
+        self.cancelled.add(job_id)
+        deadline = time.monotonic() + SUBMIT_DEADLINE_S
+        while time.monotonic() < deadline:
+            try:
+                r = c.post(f"/jobs/{job_id}/cancel", json={"reason": "chaos"})
+                if r.status_code in (200, 409):
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        self.errors.append(f"cancel of {job_id} not answered in {SUBMIT_DEADLINE_S}s")
 
     def run(self, rate_per_s: float) -> None:
         rng = random.Random(self.seed)
@@ -257,12 +276,19 @@ class Load:
 
 
 def ledger_overlaps(ledger: Path) -> list[str]:
-    """Executions of one job that overlap in time (two attempts running at once)."""
+    """Executions of one job that overlap in time (two attempts running at once).
+
+    An execution killed before its end line (its worker was killed, or it was cancelled) ended
+    at the latest when its sleep would have: that bound is used for it."""
     spans: dict[str, dict[str, list[float]]] = defaultdict(dict)
     for raw in ledger.read_text().splitlines():
-        job, attempt, what, at = raw.split()
+        job, attempt, what, at, *planned = raw.split()
         span = spans[job].setdefault(attempt, [float("inf"), float("inf")])
-        span[0 if what == "start" else 1] = float(at)
+        if what == "start":
+            span[0] = float(at)
+            span[1] = min(span[1], float(at) + float(planned[0])) if planned else span[1]
+        else:
+            span[1] = float(at)
     out = []
     for job, attempts in spans.items():
         ordered = sorted(attempts.items(), key=lambda kv: kv[1][0])

@@ -26,6 +26,7 @@ from events.job import (
     Started,
     Submitted,
     Succeeded,
+    retry_delay_s,
 )
 from events.schedule import (
     Created,
@@ -101,10 +102,16 @@ class Log:
             Succeeded(domain=D, actor=f"worker:{wid}", job_id=job, worker_id=wid, attempt=attempt)
         )
 
-    def retry(self, job: str, attempt: int = 1, wid: str = "w1") -> int:
+    def retry(
+        self, job: str, attempt: int = 1, wid: str = "w1", spec: JobSpec = SPEC, wait_s: float | None = None
+    ) -> int:
+        """A retry whose backoff (the spec's, for retry number `attempt`, unless `wait_s`) is over
+        by now, so that a dispatch built next is not early."""
+        wait = retry_delay_s(spec, attempt - 1) if wait_s is None else wait_s
+        at = datetime.now(UTC) - timedelta(seconds=wait + 0.5)
         return self.add(
             RetryScheduled(domain=D, actor=f"worker:{wid}", job_id=job, worker_id=wid, attempt=attempt,
-                           outcome="failed", exit_code=1, not_before=T0)
+                           outcome="failed", exit_code=1, at=at, not_before=at + timedelta(seconds=wait))
         )  # fmt: skip
 
     def requeue(self, job: str, attempt: int = 1, wid: str = "w1") -> int:
@@ -390,6 +397,29 @@ def test_retries_beyond_max_retries() -> None:
     log.start("a")
     r = log.retry("a")
     assert only(log.audit()) == ("job.retries-within-limit", (sub, r))
+
+
+def test_a_retry_that_does_not_wait_its_backoff() -> None:
+    spec = JobSpec(name="task", executor=ShellExecutor(script="true"), max_retries=2, retry_backoff_s=30)
+    log = Log()
+    log.worker()
+    log.submit("a", spec)
+    log.dispatch("a", spec=spec)
+    log.start("a")
+    short = log.retry("a", spec=spec, wait_s=3.0)  # its backoff is 30 s
+    assert only(log.audit()) == ("job.retry-backoff", (short,))
+    log = Log()
+    log.worker()
+    log.submit("a", spec)
+    log.dispatch("a", spec=spec)
+    log.start("a")
+    at = datetime.now(UTC)
+    retry = log.add(
+        RetryScheduled(domain=D, actor="worker:w1", job_id="a", worker_id="w1", attempt=1, outcome="failed",
+                       at=at, not_before=at + timedelta(seconds=30))
+    )  # fmt: skip
+    early = log.dispatch("a", 2, spec=spec, retries=1)  # now: 30 s too soon
+    assert only(log.audit()) == ("job.retry-backoff", (retry, early))
 
 
 def test_requeues_beyond_the_cap() -> None:
