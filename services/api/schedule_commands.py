@@ -60,8 +60,9 @@ async def _submit(store: EventStore, state: ScheduleState, job_id: str, tick: da
         schedule_id=state.id, tick=tick,
     )  # fmt: skip
     try:
-        await store.append(job_append(event, 0, tick_msg_id(state.id, tick)))
-        return True
+        # Within the dedupe window the tick's msg id makes a second submit a duplicate; after
+        # it, the fence on "no events yet" refuses it. Either way the job existed already.
+        return not (await store.append(job_append(event, 0, tick_msg_id(state.id, tick)))).duplicate
     except WrongExpectedSequence:
         return False
 

@@ -71,6 +71,10 @@ def checked(subject: str, data: bytes, headers: dict[str, str] | None) -> dict[s
                     raise Refused(f"an append to {subject} may only be fenced on {scope}")
                 kept[EXPECTED_LAST_SUBJECT_SEQ] = given[EXPECTED_LAST_SUBJECT_SEQ]
                 kept[EXPECTED_LAST_SUBJECT_SEQ_SUBJECT] = scope
+            if parsed.aggregate == "job" and not given.get(EXPECTED_LAST_SUBJECT_SEQ, "0").strip("0"):
+                # A worker reports only on a job dispatched to it: always fenced on an event that
+                # exists. Unfenced, a token could write a history for a job that never was.
+                raise Refused(f"a report on {scope} must be fenced on the job's last event")
         elif kind == HEARTBEATS_PREFIX:
             decode_heartbeat(subject, data)
         elif kind == LOGS_PREFIX:

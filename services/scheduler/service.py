@@ -190,9 +190,9 @@ class Scheduler:
         retry: set[int] = set()
         results = await self.store.append_many([item for _, _, (item, _) in jobs])
         for (i, k, (_, submitted)), result in zip(jobs, results, strict=True):
-            if isinstance(result, Appended):
+            if isinstance(result, Appended) and not result.duplicate:
                 self.state.apply(result.seq, submitted)
-            elif not isinstance(result, WrongExpectedSequence):  # that one: the job exists already
+            elif not isinstance(result, Appended | WrongExpectedSequence):  # those: the job existed
                 # Record nothing from this tick on: the next pass decides it again.
                 del steps[i][k:]
                 retry.add(i)

@@ -109,7 +109,8 @@ def test_a_job_finds_no_broker_credential(
     password = "e2e-known-service-password-42"
     if given:
         monkeypatch.setenv("NATS_SERVICE_PASSWORD", password)
-    up = Up(data, "--port", str(free_port()), "--nats-port", str(free_port()), "--workers", "1").wait_banner()
+    args = ("--port", str(free_port()), "--nats-port", str(free_port()), "--workers", "1")
+    up = Up(data, *args, generated_password=not given).wait_banner()
     try:
         with up.client() as c:
             job = c.post(

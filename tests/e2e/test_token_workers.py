@@ -192,9 +192,10 @@ async def _rogue(up: Up, token: str, ids: dict[str, list[str]]) -> dict[str, Any
     )
     await nc.flush()
     await asyncio.sleep(0.5)
-    # Stream headers are the ingress's to set: a Msg-Id aimed at green's idempotency key is
-    # dropped (the report is stored, the key stays green's), and a fence on green's subjects
-    # is refused rather than answered with green's last sequence.
+    # Stream headers are the ingress's to set: a Msg-Id aimed at green's idempotency key never
+    # reaches the stream (a report without a fence is refused outright: it would start the
+    # history of a job that never was), and a fence on green's subjects is refused rather than
+    # answered with green's last sequence.
     report = Started(domain="blue", actor="rogue", job_id="rogue-job", worker_id="w9", attempt=1)
     poisoned = await nc.request(
         "ev.blue.job.rogue-job.started",
@@ -202,7 +203,7 @@ async def _rogue(up: Up, token: str, ids: dict[str, list[str]]) -> dict[str, Any
         timeout=5,
         headers={"Nats-Msg-Id": "submit:green:poison"},
     )
-    assert "seq" in json.loads(poisoned.data), poisoned.data
+    assert "must be fenced" in json.loads(poisoned.data)["error"]["description"], poisoned.data
     fence = {
         "Nats-Expected-Last-Subject-Sequence": "0",
         "Nats-Expected-Last-Subject-Sequence-Subject": "ev.green.>",

@@ -69,7 +69,7 @@ def test_up_runs_jobs_and_a_restart_keeps_everything(tmp_path: Path, monkeypatch
         assert up.stop() == 0
     assert "jobstream stopped" in up.output()
 
-    again = Up(data, *args).wait_banner()
+    again = Up(data, *args, generated_password=True).wait_banner()
     try:
         assert again.token == up.token
         # Without NATS_SERVICE_PASSWORD each start makes a fresh one: the old one is dead.

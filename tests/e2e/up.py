@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import signal
 import subprocess
 import sys
@@ -12,12 +13,22 @@ from pathlib import Path
 
 import httpx
 
+from tests.e2e.system import audit_log
+
 BANNER_TIMEOUT_S = 60.0
 
 
 class Up:
-    def __init__(self, data_dir: Path, *args: str) -> None:
+    """`generated_password`: let `up` make its own service password (kept in its memory only);
+    otherwise the test knows it (given, or made here), and `stop` audits the log with it."""
+
+    def __init__(self, data_dir: Path, *args: str, generated_password: bool = False) -> None:
         env = {k: v for k, v in os.environ.items() if k != "ADMIN_TOKEN"}
+        if generated_password:
+            env.pop("NATS_SERVICE_PASSWORD", None)
+        else:
+            env.setdefault("NATS_SERVICE_PASSWORD", f"e2e-{secrets.token_hex(16)}")
+        self.password = env.get("NATS_SERVICE_PASSWORD", "")
         self.log = data_dir.parent / f"up-{time.monotonic_ns()}.log"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "services.cli", "up", "--data-dir", str(data_dir), *args],
@@ -49,9 +60,20 @@ class Up:
             base_url=f"{self.api_url}/api/v1", headers={"Authorization": f"Bearer {self.token}"}, timeout=30
         )
 
+    def service_url(self) -> str:
+        """The broker as the services reach it: the banner's URL(s) with the service login."""
+        login = f"nats://jobstream:{self.password}@"
+        return ",".join(part.replace("nats://", login, 1) for part in self.nats_url.split(","))
+
     def stop(self) -> int:
+        """Stop `up`; first, while it runs, audit its log (when the test knows the login)."""
+        found = None
+        if self.password and self.nats_url and self.proc.poll() is None:
+            found = audit_log(self.service_url())
         self.proc.send_signal(signal.SIGINT)
-        return self.proc.wait(60)
+        code = self.proc.wait(60)
+        assert found is None, f"the event log of `up` breaks an invariant\n{found}"
+        return code
 
     def make_domains(self, *names: str) -> dict[str, str]:
         """Create domains with the admin token; each one's first token, by name."""

@@ -35,8 +35,16 @@ def test_a_fenced_report_keeps_its_fence_and_trace_and_nothing_else() -> None:
 
 
 def test_a_fence_without_a_scope_is_scoped_to_its_own_aggregate() -> None:
-    kept = checked("ev.blue.job.j1.started", STARTED, {"Nats-Expected-Last-Subject-Sequence": "0"})
+    kept = checked("ev.blue.job.j1.started", STARTED, {"Nats-Expected-Last-Subject-Sequence": "7"})
     assert kept["Nats-Expected-Last-Subject-Sequence-Subject"] == SCOPE
+
+
+@pytest.mark.parametrize("fence", [{}, {"Nats-Expected-Last-Subject-Sequence": "0"}])
+def test_a_report_on_a_job_must_be_fenced_on_an_event_that_exists(fence: dict[str, str]) -> None:
+    """Unfenced (or fenced on "no events yet"), a token could start the history of a job that
+    never was; a worker's reports always follow the dispatch they answer."""
+    with pytest.raises(Refused, match=r"must be fenced on the job's last event"):
+        checked("ev.blue.job.j1.started", STARTED, fence)
 
 
 @pytest.mark.parametrize("scope", ["ev.green.>", "ev.blue.>", "ev.blue.job.j2.>", ">"])
