@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext, api
-from nats.js.errors import APIError, BadRequestError, NotFoundError
+from nats.js.errors import APIError, BadRequestError, NotFoundError, ServiceUnavailableError
 
 from events.subjects import EVENTS_PREFIX, HEARTBEATS_PREFIX, LOGS_PREFIX, dispatches_for
 
@@ -263,8 +263,8 @@ async def _ensure_stream(js: JetStreamContext, config: api.StreamConfig) -> None
 def not_ready_yet(exc: BaseException) -> bool:
     """JetStream that is starting, electing or has not met its peers yet: try again soon.
     (A cluster refuses replicated streams as "insufficient resources", 10023, until then.)"""
-    if isinstance(exc, TimeoutError | NatsTimeoutError | NoRespondersError):
-        return True
+    if isinstance(exc, TimeoutError | NatsTimeoutError | NoRespondersError | ServiceUnavailableError):
+        return True  # (nats-py raises a bare 503 as ServiceUnavailableError, with no code)
     return isinstance(exc, APIError) and (exc.code == 503 or exc.err_code in (10008, 10023))
 
 

@@ -84,3 +84,22 @@ def test_bad_replicas_name_the_setting(monkeypatch: pytest.MonkeyPatch, value: s
     monkeypatch.setenv(REPLICAS_ENV, value)
     with pytest.raises(ValueError, match=REPLICAS_ENV):
         replicas_from_env()
+
+
+def test_what_a_starting_jetstream_answers_is_waited_out_and_nothing_else() -> None:
+    from nats.errors import NoRespondersError
+    from nats.errors import TimeoutError as NatsTimeoutError
+    from nats.js.errors import APIError, BadRequestError, ServiceUnavailableError
+
+    from events.streams import not_ready_yet
+
+    assert not_ready_yet(ServiceUnavailableError())  # nats-py's bare 503: no code at all
+    assert (
+        not_ready_yet(NoRespondersError())
+        and not_ready_yet(NatsTimeoutError())
+        and not_ready_yet(TimeoutError())
+    )
+    assert not_ready_yet(APIError(code=503, err_code=10008, description="temporarily unavailable"))
+    assert not_ready_yet(APIError(code=500, err_code=10023, description="insufficient resources"))
+    assert not not_ready_yet(BadRequestError(code=400, err_code=10052, description="bad config"))
+    assert not not_ready_yet(ValueError("a bug"))
