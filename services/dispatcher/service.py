@@ -32,7 +32,7 @@ from events.worker import WORKER_TTL_S, CameOnline, WentOffline, WorkerStatus, d
 from services.dispatcher.failover import Liveness, held_by_gone_runs, silent, unreported
 from services.dispatcher.limits import LimitKey, WithPlanned, blocking, counted
 from services.dispatcher.placement import choose, unplaceable
-from services.dispatcher.state import DispatchState, Key
+from services.dispatcher.state import DispatchState, JobEntry, Key
 from services.runtime.connect import connect, jetstream
 from services.runtime.lease import Lease
 
@@ -236,18 +236,30 @@ class Dispatcher:
         if not st.orphaned:
             return
         keys, st.orphaned = st.orphaned, set()
-        items: list[Append] = []
+        taken: list[tuple[JobEntry, str, int, str]] = []
         for domain, worker_id in keys:
             entry = st.workers.get((domain, worker_id))
             if entry is None or entry.state.status is WorkerStatus.ACTIVE:
                 continue
             reason = f"worker {worker_id} is {entry.state.status}: {entry.state.reason or ''}".strip(": ")
-            for job in st.jobs_on(domain, worker_id):
-                try:
-                    event = decide_requeue(job.state, worker_id, job.state.attempt, reason)
-                except DomainError:
-                    continue
-                items.append(job_append(event, job.seq))
+            taken += [(job, worker_id, job.state.attempt, reason) for job in st.jobs_on(domain, worker_id)]
+        await self._requeue(taken)
+
+    async def _requeue(self, taken: list[tuple[JobEntry, str, int, str]]) -> None:
+        """Take attempts back (job, worker, attempt, reason) through `decide_requeue`, each job
+        once; one that moved on meanwhile is left to the stream (the append is fenced)."""
+        items: list[Append] = []
+        seen: set[Key] = set()
+        for job, worker_id, attempt, reason in taken:
+            key = (job.state.domain, job.state.id)
+            if key in seen:
+                continue
+            seen.add(key)
+            try:
+                event = decide_requeue(job.state, worker_id, attempt, reason)
+            except DomainError:
+                continue
+            items.append(job_append(event, job.seq))
         await self._append(items)
 
     def _not_dispatched(self, key: Key, spec: JobSpec) -> None:
@@ -282,21 +294,13 @@ class Dispatcher:
         st = self.state
         holdings = st.holdings()
         plan = held_by_gone_runs(holdings, st.runs()) + unreported(holdings, st.missing_since, now)
-        items: list[Append] = []
-        seen: set[Key] = set()
+        taken: list[tuple[JobEntry, str, int, str]] = []
         for held, reason in plan:
-            key = (held.domain, held.job_id)
-            job = st.jobs.get(key)
-            if key in seen or job is None:
-                continue
-            seen.add(key)
-            try:
-                event = decide_requeue(job.state, held.worker_id, held.attempt, reason)
-            except DomainError:
-                continue
-            log.warning("taking back job %s/%s: %s", held.domain, held.job_id, reason)
-            items.append(job_append(event, job.seq))
-        await self._append(items)
+            job = st.jobs.get((held.domain, held.job_id))
+            if job is not None:
+                log.warning("taking back job %s/%s: %s", held.domain, held.job_id, reason)
+                taken.append((job, held.worker_id, held.attempt, reason))
+        await self._requeue(taken)
 
     async def _place(self, now: float, wall: datetime) -> None:
         st = self.state
