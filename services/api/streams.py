@@ -100,13 +100,15 @@ class LogPage(NamedTuple):
     next_cursor: str | None
 
 
-async def output_stream(js: JetStreamContext, domain: str, subject: str) -> str:
+async def output_stream(js: JetStreamContext, domain: str, subject: str) -> tuple[str, int]:
     """The stream holding `subject`'s output: the domain's own, or the old shared one for output
-    written before the streams were split per domain."""
+    written before the streams were split per domain; and the subject's last sequence there."""
     own = logs_stream(domain)
-    if await last_sequence(js, own, subject) > 0:
-        return own
-    return LEGACY_LOGS_STREAM if await last_sequence(js, LEGACY_LOGS_STREAM, subject) > 0 else own
+    if last := await last_sequence(js, own, subject):
+        return own, last
+    if last := await last_sequence(js, LEGACY_LOGS_STREAM, subject):
+        return LEGACY_LOGS_STREAM, last
+    return own, 0
 
 
 async def read_logs(
@@ -124,8 +126,7 @@ async def read_logs(
     before that (page full, or the broker went quiet), `next_cursor` says where to resume.
     With `tail`, the last `tail` lines (read from a sequence found by galloping back from the end)."""
     subject = subjects.logs(domain, job_id, attempt) if attempt else subjects.logs_all(domain, job_id)
-    stream = await output_stream(js, domain, subject)
-    last = await last_sequence(js, stream, subject)
+    stream, last = await output_stream(js, domain, subject)
     start, skip = decode_cursor(cursor) if cursor else (1, 0)
     if last == 0 or start > last:
         return LogPage([], None)

@@ -78,14 +78,14 @@ async def test_output_in_the_old_shared_stream_stays_readable_after_the_split(
         parked = await js.stream_info(LEGACY_LOGS_STREAM)
         assert parked.config.subjects == [LEGACY_LOGS_PARKED_SUBJECT] and parked.state.messages == 1
 
-        assert await output_stream(js, "prod", before) == LEGACY_LOGS_STREAM
+        assert await output_stream(js, "prod", before) == (LEGACY_LOGS_STREAM, 1)
         page = await read_logs(js, "prod", "old-job", None, limit=100)
         assert [line["seq"] for line in page.items] == [0, 1, 2] and page.next_cursor is None
 
         after = subjects.logs("prod", "new-job", 1)
         ack = await js.publish(after, batch(2))  # no stream named: the subject finds its stream
         assert ack.stream == logs_stream("prod")
-        assert await output_stream(js, "prod", after) == logs_stream("prod")
+        assert await output_stream(js, "prod", after) == (logs_stream("prod"), ack.seq)
 
         await js.purge_stream(LEGACY_LOGS_STREAM)  # what its age limit does in the end
         await provision(js, BOUNDS)

@@ -181,7 +181,7 @@ async def _follow_lines(
     last: int | None = None
     status = "unknown"
     quiet_since = 0.0
-    stream = await output_stream(js(request), who.domain, subject)
+    stream, _ = await output_stream(js(request), who.domain, subject)
     async for msg in follow(js(request), stream, subject):
         if msg is not None:
             delivered = msg.metadata.sequence.stream
