@@ -23,7 +23,7 @@ from services.runtime.nats_server import ClusterNode, NatsServer
 from services.runtime.ports import free_port
 from tests.chaos.proxy import Proxies, Proxy
 from tests.e2e.system import System
-from tests.integration.cluster import urls
+from tests.integration.cluster import start_all, urls
 
 CANCEL_SHARE = 0.1  # of the jobs, cancelled by their "user" right after submitting
 SUBMIT_DEADLINE_S = 90.0  # a client retries one submission (same key) this long at most
@@ -154,13 +154,9 @@ def start_partitionable_cluster(
                 cluster=node, extra_args=["-m", str(monitors[i])],
             )
         )  # fmt: skip
-    started: list[NatsServer] = []
     try:
-        for server in servers:
-            started.append(server.start())
+        start_all(servers)
     except Exception:
-        for server in started:
-            server.stop()
         proxies.close()
         raise
     return servers, {s.url: m for s, m in zip(servers, monitors, strict=True)}, net
@@ -177,15 +173,7 @@ def start_monitored_cluster(tmp: Path, nodes: int = 3) -> tuple[list[NatsServer]
         )
         for i in range(nodes)
     ]  # fmt: skip
-    started: list[NatsServer] = []
-    try:
-        for server in servers:
-            started.append(server.start())
-    except Exception:
-        for server in started:
-            server.stop()
-        raise
-    return servers, {s.url: m for s, m in zip(servers, monitors, strict=True)}
+    return start_all(servers), {s.url: m for s, m in zip(servers, monitors, strict=True)}
 
 
 # ---- load ---------------------------------------------------------------------------

@@ -24,6 +24,11 @@ def start_cluster(tmp: Path, nodes: int = 3) -> list[NatsServer]:
         )
         for i in range(nodes)
     ]  # fmt: skip
+    return start_all(servers)
+
+
+def start_all(servers: list[NatsServer]) -> list[NatsServer]:
+    """Start every node, or none: one that fails stops those already started."""
     started: list[NatsServer] = []
     try:
         for server in servers:
