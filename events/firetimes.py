@@ -1,15 +1,16 @@
 """When schedules fire: pure functions from a trigger and an instant to the fire times after it.
 
-Cron fields are matched against naive local wall-clock time by croniter, and each match is
-mapped to real instants here with zoneinfo. croniter's own time zone handling is not used: it
-fires fixed-hour schedules twice when clocks fall back (its issue #56) and has had zone bugs
-of its own (#258, Australia/Lord_Howe). The rules, in wall-clock terms:
+Cron fields are matched against naive local wall-clock time (events/cron.py), and each match
+is mapped to real instants here with zoneinfo. The zone is never handed to a cron library:
+croniter, for one, fires fixed-hour schedules twice when clocks fall back (its issue #56) and
+has had zone bugs of its own (#258, Australia/Lord_Howe). The rules, in wall-clock terms:
 
 - a local time that exists once fires at that instant;
 - a local time skipped by a spring-forward gap fires at the first instant after the gap, and
   all matches inside one gap share that single fire;
-- a local time that happens twice fires in both passes when the hour field matches every hour
-  (so "*/15 * * * *" keeps firing every 15 real minutes), otherwise only in the first pass.
+- a local time that happens twice fires in both passes when the schedule fires more than once
+  an hour (so "*/15 1-6 * * *" keeps firing every 15 real minutes) or its hour field names
+  every hour (so "0 * * * *" fires every real hour); otherwise only in the first pass.
 
 Fire times are aware UTC datetimes, strictly after the `after` asked about; cron fire times are
 whole seconds. A fire exactly at start_at or at end_at counts (both bounds are inclusive).
@@ -20,42 +21,31 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from copy import copy
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, tzinfo
 from functools import lru_cache
-from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import CroniterBadDateError, CroniterError, croniter
+from events.cron import Cron, ScheduleError, parse
 
-from events.base import DomainError
+__all__ = [
+    "ScheduleError",
+    "Trigger",
+    "describe",
+    "fire_times",
+    "fires_between",
+    "jitter_s",
+    "next_fire",
+    "validate",
+]
 
 MAX_FIRE_TIMES = 1000
-MAX_CRON_LENGTH = 200
-MACROS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
-# Seconds come first in a 6-field expression; a 5-field one starts at "minute".
-_FIELDS = (
-    ("second", 0, 59),
-    ("minute", 0, 59),
-    ("hour", 0, 23),
-    ("day-of-month", 1, 31),
-    ("month", 1, 12),
-    ("day-of-week", 0, 7),
-)
-# H and R need a hash id or a random draw: neither would give every process the same schedule.
-_HASHED = re.compile(r"[hr](\(|/|$)", re.IGNORECASE)
-_NUMBER = re.compile(r"[0-9]+")
 _FIXED_ZONE = re.compile(r"(Etc/.+|UTC|UCT|GMT.*|Greenwich|Universal|Zulu)")
 # Longer than any fall-back in the tz database (Antarctica/Troll's 2 h is the largest in use).
 _LOOKAHEAD = timedelta(hours=3)
 _SECOND = timedelta(seconds=1)
 _US = timedelta(microseconds=1)
 _PROBE_FROM = datetime(2000, 1, 1)
-
-
-class ScheduleError(DomainError):
-    code = "invalid_schedule"
 
 
 @dataclass(frozen=True)
@@ -76,9 +66,9 @@ class _Plan:
     trigger: Trigger  # normalized
     zone: tzinfo
     fixed: timedelta | None  # the zone's offset when it never changes: no DST work needed
-    cron: Any  # a croniter to copy per call (it keeps its position in itself), or None
-    every_hour: bool
-    every_second: bool  # fires each real second whatever the zone does: no croniter needed
+    cron: Cron | None
+    both_passes: bool  # fires in both passes of a repeated hour (see the module docstring)
+    every_second: bool  # fires each real second whatever the zone does: no matching needed
     step_us: int
 
 
@@ -102,7 +92,7 @@ def next_fire(trigger: Trigger, after: datetime) -> datetime | None:
             fire = _next_cron(plan, after)
         else:
             fire = _next_interval(plan, after)
-    except (OverflowError, ValueError):  # past year 9999, or croniter found no date in 50 years
+    except (OverflowError, _Exhausted):  # past year 9999
         return None
     if t.end_at is not None and fire > t.end_at:
         return None
@@ -174,11 +164,11 @@ def _plan(trigger: Trigger) -> _Plan:
     if t.cron is not None:
         if anchor is not None:
             raise ScheduleError("anchor: only interval triggers have one; cron fires by the clock")
-        expr, it = _parse_cron(t.cron)
+        cron = parse(t.cron)
         fixed = _offset(_PROBE_FROM.replace(tzinfo=zone)) if _fixed_zone(zone) else None
-        norm = replace(t, cron=expr, start_at=start, end_at=end)
-        every_hour, every_second = it.expanded[1] == ["*"], it.expanded == [["*"]] * 6
-        return _Plan(norm, zone, fixed, it, every_hour, every_second, 0)
+        norm = replace(t, cron=cron.text, start_at=start, end_at=end)
+        both = cron.every_hour or cron.per_hour > 1
+        return _Plan(norm, zone, fixed, cron, both, cron.every_second, 0)
     seconds = t.interval_s
     if seconds is None:
         raise ScheduleError("trigger: set one of cron or interval_s")
@@ -194,53 +184,6 @@ def _plan(trigger: Trigger) -> _Plan:
         raise ScheduleError("interval_s: needs an anchor or a start_at to count ticks from")
     norm = replace(t, interval_s=float(seconds), start_at=start, end_at=end, anchor=anchor)
     return _Plan(norm, zone, None, None, False, False, step_us)
-
-
-@lru_cache(maxsize=16384)
-def _parse_cron(cron: str) -> tuple[str, Any]:
-    """The normalized expression, and a croniter for it (at no particular position)."""
-    if not isinstance(cron, str):
-        raise ScheduleError(f"cron: must be a string, got {type(cron).__name__}")
-    fields = cron.split()
-    expr = " ".join(fields)
-    if not fields:
-        raise ScheduleError("cron: expression is empty")
-    if len(expr) > MAX_CRON_LENGTH:
-        raise ScheduleError(f"cron: expression is longer than {MAX_CRON_LENGTH} characters")
-    if expr.startswith("@"):
-        if expr.lower() not in MACROS:
-            raise ScheduleError(f"cron: {expr!r} is not supported; the macros are {', '.join(MACROS)}")
-        expr = expr.lower()
-    elif len(fields) not in (5, 6):
-        raise ScheduleError(
-            f"cron: expected 5 fields, or 6 with seconds first, got {len(fields)} in {expr!r}"
-        )
-    else:
-        for (name, lo, hi), field in zip(_FIELDS[6 - len(fields) :], fields, strict=True):
-            _check_field(name, lo, hi, field, expr)
-    try:
-        it = croniter(expr, _PROBE_FROM, second_at_beginning=True)
-        it.get_next(datetime)  # a date must match, e.g. not "0 0 31 2 *"
-    except CroniterBadDateError:
-        raise ScheduleError(f"cron: {expr!r} never fires (no date matches it)") from None
-    except (CroniterError, ValueError, TypeError, KeyError, IndexError) as exc:
-        raise ScheduleError(f"cron: invalid expression {expr!r}: {exc}") from None
-    return expr, it
-
-
-def _check_field(name: str, lo: int, hi: int, field: str, expr: str) -> None:
-    """Catch the common mistakes with a message naming the field; croniter judges the rest."""
-    for item in field.split(","):
-        if _HASHED.match(item):
-            raise ScheduleError(f"cron: field {name!r} uses {item!r}; H and R are not supported in {expr!r}")
-        body, slash, step = item.partition("/")
-        if slash and not (_NUMBER.fullmatch(step) and int(step) > 0):
-            raise ScheduleError(f"cron: field {name!r} step {step!r} must be a whole number >= 1 in {expr!r}")
-        for number in _NUMBER.findall(body.partition("#")[0]):
-            if not lo <= int(number) <= hi:
-                raise ScheduleError(
-                    f"cron: field {name!r} value {int(number)} is out of range {lo}-{hi} in {expr!r}"
-                )
 
 
 @lru_cache(maxsize=1024)
@@ -293,16 +236,16 @@ def _next_cron(plan: _Plan, after: datetime) -> datetime:
     them; a second-pass instant is never earlier than its first. So the answer is the first
     match whose first instant is > after, unless the second pass of an earlier match beats it.
     """
-    it = copy(plan.cron)
+    cron = plan.cron
+    assert cron is not None
     if plan.fixed is not None:
         wall = after.astimezone(UTC).replace(tzinfo=None, microsecond=0) + plan.fixed
-        match: datetime = it.get_next(datetime, start_time=wall)
-        return (match - plan.fixed).replace(tzinfo=UTC)
+        return (_next_match(cron, wall) - plan.fixed).replace(tzinfo=UTC)
     zone = plan.zone
     local = after.astimezone(zone)
     floor = local.replace(tzinfo=None, microsecond=0, fold=0)
     cursor = floor
-    if plan.every_hour:
+    if plan.both_passes:
         later = _offset((after + _LOOKAHEAD).astimezone(zone))
         if later < _offset(local):
             # Clocks fall back soon: wall times a little before `floor` come round again after
@@ -311,7 +254,7 @@ def _next_cron(plan: _Plan, after: datetime) -> datetime:
             cursor = min(floor, (change + later).replace(tzinfo=None) - _SECOND)
     best: datetime | None = None
     while True:
-        match = it.get_next(datetime, start_time=cursor)
+        match = _next_match(cron, cursor)
         wall = match.replace(tzinfo=UTC)  # wall-clock reading, as a value offsets subtract from
         early = _offset(match.replace(tzinfo=zone))
         late = _offset(match.replace(tzinfo=zone, fold=1))
@@ -320,7 +263,7 @@ def _next_cron(plan: _Plan, after: datetime) -> datetime:
             first = wall - early
         elif early > late:  # the clock shows this time twice
             first = wall - early
-            if plan.every_hour:
+            if plan.both_passes:
                 second = wall - late
         else:  # the clock skips this time: fire when the gap ends
             first = _transition(wall - late, wall - early, zone)
@@ -339,6 +282,17 @@ def _next_cron(plan: _Plan, after: datetime) -> datetime:
             cursor = (first + late).replace(tzinfo=None)
         else:
             cursor = match
+
+
+class _Exhausted(Exception):
+    """No wall-clock time before year 10000 matches."""
+
+
+def _next_match(cron: Cron, wall: datetime) -> datetime:
+    match = cron.next_after(wall)
+    if match is None:
+        raise _Exhausted
+    return match
 
 
 def _transition(lo: datetime, hi: datetime, zone: tzinfo) -> datetime:

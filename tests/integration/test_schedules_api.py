@@ -35,6 +35,11 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
     ("minute out of range", schedule("b1", cron="61 * * * *"), "minute"),
     ("seven fields", schedule("b2", cron="* * * * * * *"), "6"),
     ("garbage cron", schedule("b3", cron="every day"), "cron"),
+    ("L alone in day of week", schedule("b13", cron="0 0 * * L"), "field 'day-of-week' 'L' alone"),
+    ("W on a range", schedule("b14", cron="0 0 1-5W * *"), "field 'day-of-month' '1-5W'"),
+    ("# count too high", schedule("b15", cron="0 0 * * 5#6"), "field 'day-of-week' '5#6'"),
+    ("no such day in the month", schedule("b16", cron="0 0 31W 4 *"), "never fires"),
+    ("? in the hour", schedule("b17", cron="0 ? * * *"), "field 'hour' '?'"),
     ("unknown zone", schedule("b4", timezone="Mars/Olympus"), "Mars/Olympus"),
     ("cron and interval", {**schedule("b5"), "interval_s": 60}, "cron"),
     ("neither", {"name": "b6", "job": schedule("b6")["job"]}, "cron"),
@@ -159,6 +164,21 @@ def test_preview_in_zone_and_utc(api: TestClient) -> None:
         assert (local.hour, local.minute) == (9, 30) and local.weekday() < 5
         assert datetime.fromisoformat(item["tick"]) == local
     assert api.get(f"{V1}/schedules/{sid}/preview?count=0", headers=AUTH).status_code == 422
+
+
+def test_preview_of_a_wrapped_range_and_last_weekday(api: TestClient) -> None:
+    """Forms croniter computes differently or refuses are accepted and mean what peers mean."""
+    body = schedule("night-shift", cron="0 23-3/2 * * *", timezone="UTC")
+    sid = api.post(f"{V1}/schedules", json=body, headers=AUTH).json()["id"]
+    items = api.get(f"{V1}/schedules/{sid}/preview?count=6", headers=AUTH).json()
+    assert {datetime.fromisoformat(i["tick"]).hour for i in items} == {23, 1, 3}
+    body = schedule("last-friday", cron="1 1 * * 5L", timezone="Europe/Berlin")
+    r = api.post(f"{V1}/schedules", json=body, headers=AUTH)
+    assert r.status_code == 201, r.text
+    items = api.get(f"{V1}/schedules/{r.json()['id']}/preview?count=3", headers=AUTH).json()
+    for item in items:
+        local = datetime.fromisoformat(item["local"])
+        assert local.weekday() == 4 and (local + timedelta(days=7)).month != local.month, local
 
 
 def test_metrics_count_ticks_and_due_schedules(api: TestClient) -> None:
