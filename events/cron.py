@@ -191,7 +191,12 @@ def parse(cron: str) -> Cron:
         for first in range(7)
     )
     if not any(table[(n - 28) * 7 + first] for m in month for n in _lengths(m) for first in range(7)):
-        raise ScheduleError(f"cron: {expr!r} never fires (no date matches it)")
+        fields_ = ", ".join(
+            f.name
+            for f, text in ((DOM, fields[3]), (MONTH, fields[4]), (DOW, fields[5]))
+            if text not in ("*", "?")
+        )
+        raise ScheduleError(f"cron: {expr!r} never fires: no date matches its fields {fields_}")
     all_days = all(len(days) == 28 + i // 7 for i, days in enumerate(table))
     sec_, min_, hour_, month_ = (tuple(sorted(v)) for v in (sec, minute, hour, month))
     return Cron(expr, sec_, min_, hour_, month_, table, all_days)
