@@ -57,9 +57,11 @@ MONTH = _Field("month", 1, 12, 12, _MONTHS)
 DOW = _Field("day-of-week", 0, 7, 7, _DAYS)
 _ORDER = (SECOND, MINUTE, HOUR, DOM, MONTH, DOW)
 
+_DIGITS = re.compile(r"[0-9]+")  # ASCII only: str.isdigit() is true of "²", which int() refuses
 _HASHED = re.compile(r"[hr](\(|/|$)", re.IGNORECASE)
 _LAST_DOM = re.compile(r"l(?:-([0-9]+))?(w?)")  # L, L-3, LW, L-3W
-_NEAREST = re.compile(r"([0-9]+)w")  # 15W
+_NEAREST = re.compile(r"([0-9]+)w|w([0-9]+)")  # 15W (W15, croniter's spelling)
+_TO_LAST = re.compile(r"([0-9]+)-l(?:/([0-9]+))?")  # 20-L, 20-L/3: to the month's last day
 _NTH = re.compile(r"([0-9a-z]+)#([0-9]+)")  # 5#2, FRI#2
 _LAST_DOW = re.compile(r"([0-9a-z]+)l|l([0-9a-z]+)")  # 5L, FRIL, L5
 
@@ -71,6 +73,7 @@ class _Days:
     values: frozenset[int] = frozenset()
     last: tuple[tuple[int, bool], ...] = ()  # day of month: (days before the last, nearest weekday)
     nearest: tuple[int, ...] = ()  # day of month nW
+    to_last: tuple[tuple[int, int], ...] = ()  # day of month n-L/step: (n, step)
     nth: tuple[tuple[int, int], ...] = ()  # day of week: (weekday, k) for the k-th
     last_of: tuple[int, ...] = ()  # day of week: weekdays whose last one in the month fires
 
@@ -228,6 +231,8 @@ def _dom_days(rule: _Days, length: int, first: int) -> set[int]:
         day = length - before
         if day >= 1:
             days.add(_nearest_weekday(day, length, first) if weekday else day)
+    for start, step in rule.to_last:
+        days.update(range(start, length + 1, step))
     for day in rule.nearest:
         if day <= length:  # a day the month does not have does not fire that month
             days.add(_nearest_weekday(day, length, first))
@@ -284,7 +289,12 @@ def _field(spec: _Field, text: str, expr: str) -> set[int] | _Days:
 
 def _merge(a: _Days, b: _Days) -> _Days:
     return _Days(
-        a.values | b.values, a.last + b.last, a.nearest + b.nearest, a.nth + b.nth, a.last_of + b.last_of
+        a.values | b.values,
+        a.last + b.last,
+        a.nearest + b.nearest,
+        a.to_last + b.to_last,
+        a.nth + b.nth,
+        a.last_of + b.last_of,
     )
 
 
@@ -322,7 +332,12 @@ def _dom_special(item: str, expr: str) -> _Days | None:
             raise _error(DOM, f"{item.upper()!r}: L-n counts back at most 30 days", expr)
         return _Days(last=((before, bool(m.group(2))),))
     if m := _NEAREST.fullmatch(item):
-        return _Days(nearest=(_value(DOM, m.group(1), expr),))
+        return _Days(nearest=(_value(DOM, m.group(1) or m.group(2), expr),))
+    if m := _TO_LAST.fullmatch(item):
+        step = m.group(2)
+        if step is not None and int(step) < 1:
+            raise _error(DOM, f"step {step!r} must be a whole number >= 1", expr)
+        return _Days(to_last=((_value(DOM, m.group(1), expr), int(step or 1)),))
     return None
 
 
@@ -342,10 +357,12 @@ def _item(spec: _Field, item: str, expr: str) -> list[int]:
     body, slash, step_text = item.partition("/")
     step = 1
     if slash:
-        if not (step_text.isdigit() and int(step_text) > 0):
+        if not (_DIGITS.fullmatch(step_text) and int(step_text) > 0):
             raise _error(spec, f"step {step_text!r} must be a whole number >= 1", expr)
         step = int(step_text)
     top = spec.lo + spec.size - 1  # the cycle's last value: 6 for day of week
+    if body == "?" and spec not in (DOM, DOW):
+        raise _error(spec, "'?' is only allowed in day-of-month and day-of-week", expr)
     if body in ("*", "?"):
         start, end = spec.lo, top
     elif "-" in body:
@@ -366,7 +383,7 @@ def _item(spec: _Field, item: str, expr: str) -> list[int]:
 
 
 def _value(spec: _Field, text: str, expr: str) -> int:
-    if text.isdigit():
+    if _DIGITS.fullmatch(text):
         value = int(text)
         if not spec.lo <= value <= spec.hi:
             raise _error(spec, f"value {value} is out of range {spec.lo}-{spec.hi}", expr)

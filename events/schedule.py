@@ -18,7 +18,7 @@ import msgspec
 from msgspec import structs
 
 from events.base import Conflict, DomainError, Event
-from events.firetimes import Trigger, fires_between, jitter_s, next_fire, validate
+from events.firetimes import ScheduleError, Trigger, fires_between, jitter_s, next_fire, validate
 from events.job import JobSpec
 
 MAX_TICKS_PER_PASS = 1000
@@ -192,13 +192,28 @@ class ScheduleState(msgspec.Struct, frozen=True, omit_defaults=True):
             return "deleted"
         if self.paused:
             return "paused"
+        if self.problem is not None:
+            return "invalid"
         if self.next_tick() is None and not self.waiting:
             return "ended"
         return "active"
 
     def next_tick(self) -> datetime | None:
         """The next regular tick (not counting queued ones)."""
-        return next_fire(self.trigger, self.cursor or self.created_at)
+        try:
+            return next_fire(self.trigger, self.cursor or self.created_at)
+        except ScheduleError:  # see `problem`
+            return None
+
+    @property
+    def problem(self) -> str | None:
+        """Why a trigger stored by an earlier version no longer parses, if it does not: such a
+        schedule never fires (and says why) rather than stopping the scheduler or a replay."""
+        try:
+            validate(self.trigger)
+        except ScheduleError as exc:
+            return str(exc)
+        return None
 
 
 def _later(a: datetime | None, b: datetime) -> datetime:
@@ -297,7 +312,7 @@ def plan_due(state: ScheduleState, active: list[str], now: datetime, actor: str 
     `active` are the schedule's jobs not yet finished, oldest first (the overlap policies'
     "previous run"). Pure: the scheduler appends what the plan says, in order.
     """
-    if state.deleted or state.paused:
+    if state.deleted or state.paused or state.problem is not None:
         return Plan()
     return _Planner(state, active, now, actor).run()
 

@@ -10,7 +10,7 @@ from events.schedule import ScheduleState
 from projections.mapping import full
 from projections.queries import Cursor, InvalidQuery
 
-STATUSES = ("active", "paused", "ended", "deleted")
+STATUSES = ("active", "paused", "ended", "invalid", "deleted")
 
 
 def _schedule(row: tuple[Any, ...]) -> dict[str, Any]:

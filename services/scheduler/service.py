@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 LEASE_KEY = "scheduler"
 IDLE_WAIT_S = 1.0
+PLAN_RETRY_S = 60.0
 PARALLEL_SCHEDULES = 512
 FOLLOW_PENDING_LIMIT = 2_000_000
 FOLLOW_SUBJECTS = [
@@ -160,7 +161,12 @@ class Scheduler:
             known = self.state.schedules.get(key)
             if known is None:
                 continue
-            plan = plan_due(known[0], self.state.runs_of(key), now, ACTOR)
+            try:
+                plan = plan_due(known[0], self.state.runs_of(key), now, ACTOR)
+            except Exception:  # one schedule's bug must not take the others' wake-ups with it
+                log.exception("planning schedule %s/%s failed; trying again in %ss", *key, PLAN_RETRY_S)
+                self.state.wake_at(key, now + timedelta(seconds=PLAN_RETRY_S))
+                continue
             if not plan.steps:
                 self.state.wake_at(key, plan.wake_at)
             elif not plan.cancel:

@@ -391,6 +391,15 @@ def test_cron_module_next_after_and_matches_agree_with_the_oracle(expr: str, aft
     assert cron.matches(after.replace(microsecond=0)) == oracle.matches(after.replace(microsecond=0))
 
 
+def test_day_of_month_to_the_last_day_and_w_first() -> None:
+    """`20-L/3` and croniter's `W15` spelling, which schedules stored before events/cron.py use."""
+    assert fires("0 0 20-L/3 * *", "2026-02-01T00:00Z", 5) == midnights(
+        "2026-02-20", "2026-02-23", "2026-02-26", "2026-03-20", "2026-03-23"
+    )
+    assert fires("0 0 1-L * *", "2026-02-27T00:00Z", 2) == midnights("2026-02-28", "2026-03-01")
+    assert fires("0 0 W31 * *", "2026-01-01T00:00Z", 3) == fires("0 0 31W * *", "2026-01-01T00:00Z", 3)
+
+
 def test_cron_module_pinned() -> None:
     from events.cron import parse
 
@@ -724,7 +733,15 @@ REFUSED: list[tuple[str, str]] = [
     ("0 0 * * #2", "day-of-week"),
     ("0 0 1-5W * *", "day-of-month"),
     ("0 0 W * *", "day-of-month"),
-    ("0 0 W15 * *", "day-of-month"),
+    ("0 0 W15W * *", "day-of-month"),
+    ("0 0 20-L/0 * *", "day-of-month"),
+    ("0 0 L-5-L * *", "day-of-month"),
+    ("\u00b2 * * * *", "minute"),  # a superscript two: str.isdigit() says yes, int() says no
+    ("*/\u00b2 * * * *", "minute"),
+    ("\u0663 * * * *", "minute"),  # an Arabic-Indic three: only ASCII digits are numbers here
+    ("0 ?/2 * * *", "hour"),
+    ("?,5 * * * *", "minute"),
+    ("0 0 * ?,1 *", "month"),
     ("0 0 * * L", "day-of-week"),
     ("0 0 * * L-2", "day-of-week"),
     ("0 0 5L * *", "day-of-month"),

@@ -226,3 +226,18 @@ def test_fired_records_survive_a_json_round_trip() -> None:
 
     event = Fired(domain="d", actor="t", schedule_id="S", tick=T0, job_id="x", reason="tick", planned_at=T0)
     assert decode_event("ev.d.schedule.S.fired", encode(event)) == event
+
+
+@pytest.mark.parametrize("cron", ["0 0 * * SUN-fri#1", "0 0 30 2 *", "0 0 * * L"])
+def test_a_stored_trigger_this_version_refuses_never_fires_and_says_why(cron: str) -> None:
+    """A schedule stored by an earlier version whose cron the parser now refuses folds, plans
+    nothing and reads as invalid, instead of raising where the scheduler or a replay runs."""
+    state = created(cron=cron, interval_s=None)
+    assert state.status == "invalid"
+    assert state.problem is not None and state.problem.startswith("cron: ")
+    assert state.next_tick() is None
+    plan = plan_due(state, [], T0 + timedelta(days=400))
+    assert plan.steps == [] and plan.wake_at is None
+    healthy = created(cron="0 * * * *", interval_s=None)
+    assert healthy.problem is None and healthy.status == "active"
+    assert plan_due(healthy, [], T0 + timedelta(hours=1)).steps
