@@ -6,13 +6,14 @@ from typing import Any
 
 import msgspec
 
-from events.base import Event
+from events.base import SCHEMA_VERSION, Event
 from events.domain import AnyDomainEvent
 from events.ids import is_token
 from events.job import AnyJobEvent
 from events.schedule import AnyScheduleEvent
 from events.subjects import SubjectError, heartbeat, parse_event
 from events.template import AnyTemplateEvent
+from events.upcast import UpcastError, is_current, upcast
 from events.worker import AnyWorkerEvent, Heartbeat, LogBatch, LogLine
 
 _encoder = msgspec.json.Encoder()
@@ -61,7 +62,10 @@ def decode_event(subject: str, data: bytes) -> Event:
     try:
         event: Event = decoder.decode(data)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise DecodeError(f"{subject}: {exc}") from exc
+        event = _decode_older(parsed.aggregate, subject, data, decoder, exc)
+    else:
+        if not is_current(parsed.aggregate, event.type, event.v):
+            event = _decode_older(parsed.aggregate, subject, data, decoder, None)
     if event.type != parsed.type or event.domain != parsed.domain:
         raise DecodeError(f"{subject}: payload says {event.domain}/{event.type}")
     said = getattr(event, _id_fields.get(parsed.aggregate, ""), parsed.aggregate_id)
@@ -73,6 +77,28 @@ def decode_event(subject: str, data: bytes) -> Event:
     if worker_id is not None and not is_token(worker_id):
         # Worker ids become consumer names and broker permissions: only the safe alphabet.
         raise DecodeError(f"{subject}: worker id {worker_id!r} may only hold letters, digits, '_' and '-'")
+    return event
+
+
+def _decode_older(
+    aggregate: str, subject: str, data: bytes, decoder: msgspec.json.Decoder[Any], exc: Exception | None
+) -> Event:
+    """A payload of another version than its type's current one: upcast, then decoded again
+    (see events/upcast.py). A current payload that failed to decode keeps its own error."""
+    try:
+        payload = msgspec.json.decode(data)
+    except msgspec.DecodeError as bad:
+        raise DecodeError(f"{subject}: {exc or bad}") from bad
+    if not isinstance(payload, dict):
+        raise DecodeError(f"{subject}: payload is not a JSON object")
+    if exc is not None and is_current(aggregate, str(payload.get("type")), payload.get("v", SCHEMA_VERSION)):
+        raise DecodeError(f"{subject}: {exc}") from exc
+    try:
+        event: Event = decoder.decode(_encoder.encode(upcast(aggregate, payload)))
+    except UpcastError as err:
+        raise DecodeError(f"{subject}: {err}") from err
+    except (msgspec.DecodeError, msgspec.ValidationError) as err:
+        raise DecodeError(f"{subject}: after upcasting: {err}") from err
     return event
 
 

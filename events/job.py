@@ -246,6 +246,8 @@ class JobState(msgspec.Struct, frozen=True, omit_defaults=True):
     schedule_id: str | None = None
     tick: datetime | None = None
     template: str | None = None
+    # The id of the last event folded in: the cause of the next decision on the job.
+    last_event_id: str | None = None
 
     @property
     def terminal(self) -> bool:
@@ -269,7 +271,15 @@ def _close_attempt(
 
 
 def evolve(state: JobState | None, event: AnyJobEvent) -> JobState | None:
-    """Fold one event into a job's state. Never raises; events after a terminal one are ignored."""
+    """Fold one event into a job's state. Never raises; events after a terminal one are ignored.
+    The state remembers the last event it took in, which the next decision names as its cause."""
+    after = _evolve(state, event)
+    if after is None or after is state:
+        return after
+    return structs.replace(after, last_event_id=event.id)
+
+
+def _evolve(state: JobState | None, event: AnyJobEvent) -> JobState | None:
     if state is None:
         if isinstance(event, Submitted):
             return JobState(
@@ -409,7 +419,7 @@ def _meta(state: JobState, actor: str, causation_id: str | None) -> dict[str, An
         "job_id": state.id,
         "actor": actor,
         "correlation_id": state.id,
-        "causation_id": causation_id,
+        "causation_id": causation_id or state.last_event_id,
     }
 
 
@@ -441,6 +451,7 @@ def state_from_dispatch(event: Dispatched, started_at: datetime | None = None) -
         attempts=(Attempt(event.attempt, event.worker_id, event.at, started_at=started_at),),
         retries=event.retries,
         requeues=event.requeues,
+        last_event_id=event.id,
     )
 
 

@@ -20,6 +20,7 @@ from msgspec import structs
 from events.base import Conflict, DomainError, Event
 from events.firetimes import ScheduleError, Trigger, fires_between, jitter_s, next_fire, validate
 from events.job import JobSpec
+from events.upcast import upcaster
 
 MAX_TICKS_PER_PASS = 1000
 DEFAULT_MISFIRE_GRACE_S = 60.0
@@ -122,9 +123,34 @@ class Fired(ScheduleEvent, frozen=True, kw_only=True, tag="fired"):
     cancelled: list[str] = []
 
 
+SkipKind = Literal["overlap", "buffer_full", "other"]
+# What `reason` said in v1, before the detail: `reason` still reads the same in v2.
+_SKIP_PREFIX: dict[str, str] = {"buffer_full": "overlap: buffer full ", "overlap": "overlap: ", "other": ""}
+
+
 class Skipped(ScheduleEvent, frozen=True, kw_only=True, tag="skipped"):
+    """A tick not run. v2 split v1's free-text `reason` into `kind`, which counts and filters
+    can rely on, and `detail`, for people; `reason` is still there, as a property."""
+
+    v: int = 2
     tick: datetime
-    reason: str
+    kind: SkipKind
+    detail: str = ""
+
+    @property
+    def reason(self) -> str:
+        return _SKIP_PREFIX[self.kind] + self.detail
+
+
+@upcaster("schedule", "skipped", 1)
+def _skipped_v1(payload: dict[str, Any]) -> dict[str, Any]:
+    """v1 `reason` text → v2 `kind` and `detail`, so that `reason` reads back unchanged."""
+    out = {k: v for k, v in payload.items() if k != "reason"}
+    reason = str(payload.get("reason", ""))
+    for kind, prefix in _SKIP_PREFIX.items():  # longest prefix first
+        if reason.startswith(prefix):
+            return {**out, "kind": kind, "detail": reason[len(prefix) :]}
+    raise AssertionError("the empty prefix matches every reason")  # pragma: no cover
 
 
 WaitKind = Literal["overlap", "catchup", "backfill"]
@@ -391,8 +417,8 @@ class _Planner:
         queue_policy = policy in (OverlapPolicy.QUEUE, OverlapPolicy.BUFFER_ONE)
         if queue_policy and self.waiting:
             if policy is OverlapPolicy.BUFFER_ONE:
-                reason = f"overlap: buffer full while {self.running[-1] if self.running else 'a run'} waits"
-                self.plan.steps.append(Skipped(**self.meta, tick=tick, reason=reason))
+                detail = f"while {self.running[-1] if self.running else 'a run'} waits"
+                self.plan.steps.append(Skipped(**self.meta, tick=tick, kind="buffer_full", detail=detail))
             else:
                 self._queue(tick, "earlier ticks are waiting")
             return
@@ -401,8 +427,8 @@ class _Planner:
             return
         previous = self.running[-1]
         if policy is OverlapPolicy.SKIP:
-            reason = f"overlap: previous run {previous} not finished"
-            self.plan.steps.append(Skipped(**self.meta, tick=tick, reason=reason))
+            detail = f"previous run {previous} not finished"
+            self.plan.steps.append(Skipped(**self.meta, tick=tick, kind="overlap", detail=detail))
         else:
             self._queue(tick, f"waiting for {previous}")
 

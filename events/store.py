@@ -16,7 +16,10 @@ from nats.aio.subscription import Subscription
 from nats.errors import ConnectionClosedError
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
+from opentelemetry import trace
+from opentelemetry.context import Context, get_current
 from opentelemetry.propagate import inject
+from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
 
 from events import subjects
 from events.base import Conflict, Event
@@ -86,6 +89,10 @@ class Append:
     expected: int | None = None
     scope: str | None = None
     msg_id: str | None = None
+    # The trace context the append belongs to (the job's, the tick's); None: the current one.
+    context: Context | None = None
+    # Links of its producer span (a batch request's jobs: each its own trace, linked to it).
+    links: tuple[Link, ...] = ()
 
 
 def stream_seq(msg: Msg) -> int:
@@ -134,7 +141,9 @@ def default_msg_id(event: JobEvent) -> str | None:
     return f"{base}.{incarnation}" if incarnation else base
 
 
-def job_append(event: JobEvent, expected: int, msg_id: str | None = None) -> Append:
+def job_append(
+    event: JobEvent, expected: int, msg_id: str | None = None, context: Context | None = None
+) -> Append:
     """An append to a job, fenced on the sequence of the job's last event (0: job must not exist).
     Without a `msg_id`, events that name one decision per attempt get `default_msg_id`."""
     return Append(
@@ -143,10 +152,13 @@ def job_append(event: JobEvent, expected: int, msg_id: str | None = None) -> App
         expected=expected,
         scope=subjects.job_all(event.domain, event.job_id),
         msg_id=msg_id if msg_id is not None else default_msg_id(event),
+        context=context,
     )
 
 
-def schedule_append(event: ScheduleEvent, expected: int, msg_id: str | None = None) -> Append:
+def schedule_append(
+    event: ScheduleEvent, expected: int, msg_id: str | None = None, context: Context | None = None
+) -> Append:
     """An append to a schedule, fenced like a job's (0: the schedule must not exist)."""
     return Append(
         subject=subjects.schedule(event.domain, event.schedule_id, event.type),
@@ -154,6 +166,7 @@ def schedule_append(event: ScheduleEvent, expected: int, msg_id: str | None = No
         expected=expected,
         scope=subjects.schedule_all(event.domain, event.schedule_id),
         msg_id=msg_id,
+        context=context,
     )
 
 
@@ -176,7 +189,7 @@ def domain_append(event: DomainEvent, expected: int) -> Append:
     )
 
 
-def _headers(item: Append) -> dict[str, str]:
+def _headers(item: Append, traced: tuple[Span | None, Context] | None = None) -> dict[str, str]:
     headers: dict[str, str] = {}
     if item.expected is not None:
         headers[EXPECTED_LAST_SUBJECT_SEQ] = str(item.expected)
@@ -184,8 +197,55 @@ def _headers(item: Append) -> dict[str, str]:
             headers[EXPECTED_LAST_SUBJECT_SEQ_SUBJECT] = item.scope
     if item.msg_id:
         headers[MSG_ID] = item.msg_id
-    inject(headers)
+    if traced is not None:
+        # The producer span's context (and the item's baggage) travels with the event and is
+        # kept in the log with it; under an unsampled parent, the parent's (flag 00).
+        span, context = traced
+        inject(headers, context=trace.set_span_in_context(span, context) if span is not None else context)
     return headers
+
+
+_tracer = trace.get_tracer("jobstream.events")
+
+
+def tracing_on() -> bool:
+    """A real TracerProvider is installed; without one, appends do no span work at all."""
+    return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+
+
+def _producer_span(item: Append) -> tuple[Span | None, Context]:
+    """One PRODUCER span per append, a child of the item's trace context (else the current one).
+
+    Under a parent that was not sampled no span is made at all (a parent-based sampler would
+    drop it): the append carries the parent's context, so the trace id is still kept in the
+    log, and an unsampled job costs a context lookup per append, not a span."""
+    context = item.context if item.context is not None else get_current()
+    parent = trace.get_current_span(context).get_span_context()
+    if parent.is_valid and not parent.trace_flags.sampled:
+        return None, context
+    event = item.event
+    attributes = {
+        "messaging.system": "nats",
+        "messaging.destination.name": item.subject,
+        "messaging.message.id": event.id,
+    }
+    span = _tracer.start_span(
+        f"publish {event.type}",
+        context=context,
+        kind=SpanKind.PRODUCER,
+        attributes=attributes,
+        links=item.links,
+    )
+    return span, context
+
+
+def _end_producer_span(span: Span, result: Appended | BaseException) -> None:
+    if isinstance(result, Appended):
+        span.set_attribute("messaging.nats.stream.sequence", result.seq)
+        span.set_attribute("jobstream.duplicate", result.duplicate)
+    else:
+        span.set_status(Status(StatusCode.ERROR, f"{type(result).__name__}: {result}"))
+    span.end()
 
 
 class AppendError(RuntimeError):
@@ -412,7 +472,11 @@ class EventStore:
         ends as AppendUncertain."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + deadline_s
-        tries = [_Try(item, encode(item.event), _headers(item)) for item in items]
+        traced = [_producer_span(item) for item in items] if tracing_on() else None
+        tries = [
+            _Try(item, encode(item.event), _headers(item, traced[i] if traced else None))
+            for i, item in enumerate(items)
+        ]
         results: list[Appended | BaseException | None] = [None] * len(tries)
         todo = list(range(len(tries)))
         wait_s = ATTEMPT_TIMEOUT_S
@@ -448,6 +512,10 @@ class EventStore:
             if result is None:  # still open at the deadline
                 result = AppendUncertain(t.item.subject, t.last_error, t.maybe_landed or t.fut is not None)
             out.append(result)
+        if traced:
+            for (span, _), result in zip(traced, out, strict=True):
+                if span is not None:
+                    _end_producer_span(span, result)
         return out
 
     async def _send(self, tries: Sequence[_Try]) -> None:
@@ -601,6 +669,15 @@ class EventStore:
             size += len(raw.subject) + len(raw.data or b"") + 16
             seq = raw.seq + 1
         return out, True
+
+    async def first_headers(self, filter_subject: str) -> dict[str, str]:
+        """The headers of the first event matching the filter ({} if none): a job's trace context
+        is the one its `submitted` was appended in. Direct gets only (not through a read proxy)."""
+        try:
+            raw = await self.js.get_msg(self.stream, seq=1, subject=filter_subject, next=True, direct=True)
+        except NotFoundError:
+            return {}
+        return dict(raw.headers or {})
 
     async def _read_via_proxy(self, filter_subject: str, after: int) -> list[Stored]:
         request = subjects.read_request(filter_subject)

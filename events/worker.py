@@ -120,14 +120,16 @@ def decide_offline(state: WorkerState, reason: str, actor: str = "dispatcher") -
     """Only an active worker goes offline (its jobs then go back); once is enough."""
     if state.status is not WorkerStatus.ACTIVE:
         return None
-    return WentOffline(domain=state.domain, actor=actor, worker_id=state.id, reason=reason)
+    return WentOffline(
+        domain=state.domain, actor=actor, worker_id=state.id, correlation_id=state.id, reason=reason
+    )
 
 
 def decide_online(state: WorkerState, actor: str = "dispatcher") -> CameOnline | None:
     """An offline worker whose beats arrive again is active again; a stopped one must register."""
     if state.status is not WorkerStatus.OFFLINE:
         return None
-    return CameOnline(domain=state.domain, actor=actor, worker_id=state.id)
+    return CameOnline(domain=state.domain, actor=actor, worker_id=state.id, correlation_id=state.id)
 
 
 class Heartbeat(msgspec.Struct, frozen=True, omit_defaults=True):

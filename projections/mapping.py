@@ -7,11 +7,9 @@ from typing import Any
 import msgspec
 from msgspec import structs
 
-from events.base import Event
 from events.domain import DomainState
 from events.job import JobState
 from events.schedule import AnyScheduleEvent, Fired, Missed, Queued, ScheduleState, Skipped, planned_at
-from events.subjects import EventSubject
 from events.template import TemplateState
 from events.worker import Heartbeat, WorkerState
 
@@ -94,6 +92,42 @@ def attempt_rows(state: JobState) -> list[dict[str, Any]]:
     return rows
 
 
+def run_rows(state: JobState) -> list[dict[str, Any]]:
+    """One flat analytics row per attempt, queued as in `attempt_rows`. Times come from events
+    only, never the clock, so a replay writes the same rows; lateness is how long after its tick
+    a scheduled job was submitted. Written inline (no call to attempt_rows, no dict merges): it
+    runs for every changed job of every batch."""
+    if not state.attempts:
+        return []
+    spec = state.spec
+    tags = list(spec.tags)
+    labels = [f"{k}={v}" for k, v in sorted(spec.labels.items())]
+    executor = spec.executor.__struct_config__.tag
+    tick = state.tick
+    lateness = (state.submitted_at - tick).total_seconds() if tick is not None else None
+    rows = []
+    queued = state.submitted_at
+    for a in state.attempts:
+        dispatched, started, finished = a.dispatched_at, a.started_at, a.finished_at
+        ran = (finished - started).total_seconds() if finished is not None and started is not None else None
+        rows.append(
+            {
+                "domain": state.domain, "job_id": state.id, "name": spec.name, "tags": tags,
+                "labels": labels, "user": spec.user, "worker_id": a.worker_id, "executor": executor,
+                "attempt": a.n, "status": a.status, "exit_code": a.exit_code, "error": a.error,
+                "queued_at": queued, "dispatched_at": dispatched, "started_at": started,
+                "finished_at": finished,
+                "queue_wait_s": (dispatched - queued).total_seconds(),
+                "start_delay_s": (started - dispatched).total_seconds() if started is not None else None,
+                "duration_s": ran,
+                "schedule_id": state.schedule_id, "tick": tick, "lateness_s": lateness,
+                "template": state.template,
+            }
+        )  # fmt: skip
+        queued = finished or dispatched
+    return rows
+
+
 def worker_row(state: WorkerState, seq: int) -> dict[str, Any]:
     return {
         "domain": state.domain,
@@ -109,23 +143,6 @@ def worker_row(state: WorkerState, seq: int) -> dict[str, Any]:
         "reason": state.reason,
         "last_seq": seq,
         "state": to_json(state),
-    }
-
-
-def event_row(seq: int, subject: EventSubject, event: Event, data: bytes) -> dict[str, Any]:
-    return {
-        "seq": seq,
-        "domain": subject.domain,
-        "aggregate": subject.aggregate,
-        "aggregate_id": subject.aggregate_id,
-        "type": subject.type,
-        "subject": ".".join(
-            ["ev", subject.domain, subject.aggregate, subject.aggregate_id, subject.type]
-            + ([subject.worker_id] if subject.worker_id else [])
-        ),
-        "at": event.at,
-        "actor": event.actor,
-        "data": data.decode(),
     }
 
 

@@ -13,8 +13,9 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import msgspec
@@ -23,15 +24,19 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 
+from events.base import Event
 from events.codec import DecodeError, decode_event, decode_heartbeat
 from events.domain import AnyDomainEvent, DomainEvent, DomainState, TokenInfo, evolve_domain
 from events.job import AnyJobEvent, JobEvent, JobState, Submitted, evolve
 from events.schedule import AnyScheduleEvent, ScheduleEvent, ScheduleState, evolve_schedule
 from events.streams import EVENTS_STREAM, FOLLOW_IDLE_HEARTBEAT_S, HEARTBEATS_STREAM
-from events.subjects import HEARTBEATS_PREFIX, parse_event
+from events.subjects import HEARTBEATS_PREFIX
 from events.template import AnyTemplateEvent, TemplateEvent, TemplateState, evolve_template
 from events.worker import AnyWorkerEvent, Heartbeat, WorkerEvent, WorkerState, evolve_worker
 from projections import mapping, schema
+
+if TYPE_CHECKING:
+    from projections.replay_beside import BuildBeside
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +45,39 @@ IDLE_WAIT_S = 1.0
 RETRY_WAIT_S = 1.0
 FOLLOW_PENDING_LIMIT = 2_000_000
 Key = tuple[str, str]
+
+
+@dataclass
+class EventRows:
+    """The events table's columns, filled as a batch folds: a few list appends per event instead
+    of a dict per row; the subject's parts are split by DuckDB at insert (see `_insert_events`)."""
+
+    seq: list[int] = field(default_factory=list)
+    subject: list[str] = field(default_factory=list)
+    at: list[datetime] = field(default_factory=list)
+    actor: list[str] = field(default_factory=list)
+    data: list[bytes] = field(default_factory=list)
+
+    def add(self, seq: int, subject: str, event: Event, data: bytes) -> None:
+        self.seq.append(seq)
+        self.subject.append(subject)
+        self.at.append(event.at)
+        self.actor.append(event.actor)
+        self.data.append(data)
+
+    def __len__(self) -> int:
+        return len(self.seq)
+
+    def table(self) -> pa.Table:
+        return pa.table(
+            {
+                "seq": pa.array(self.seq, pa.int64()),
+                "subject": pa.array(self.subject, pa.string()),
+                "at": pa.array(self.at, schema.TS),
+                "actor": pa.array(self.actor, pa.string()),
+                "data": pa.array(self.data, pa.binary()).cast(pa.string()),
+            }
+        )
 
 
 @dataclass
@@ -53,7 +91,7 @@ class Batch:
     domains: dict[str, tuple[DomainState, int]] = field(default_factory=dict)
     templates: dict[Key, tuple[TemplateState, int]] = field(default_factory=dict)
     runs: list[dict[str, Any]] = field(default_factory=list)
-    events: list[dict[str, Any]] = field(default_factory=list)
+    events: EventRows = field(default_factory=EventRows)
     undecodable: int = 0
 
 
@@ -110,26 +148,6 @@ def _load_domains(con: duckdb.DuckDBPyConnection) -> dict[str, DomainState]:
     return {n: msgspec.json.decode(s, type=DomainState) for n, s in rows}
 
 
-def _insert(con: duckdb.DuckDBPyConnection, table: str, rows: list[dict[str, Any]]) -> None:
-    data = _arrow(rows, schema.ALL_TABLES[table])
-    con.register("batch_rows", data)
-    try:
-        con.execute(f"INSERT INTO {table} SELECT * FROM batch_rows")
-    finally:
-        con.unregister("batch_rows")
-
-
-def _replace(con: duckdb.DuckDBPyConnection, table: str, keys: str, rows: list[dict[str, Any]]) -> None:
-    """Delete the rows the batch touches, then insert their new versions, from one Arrow table."""
-    data = _arrow(rows, schema.ALL_TABLES[table])
-    con.register("batch_rows", data)
-    try:
-        con.execute(f"DELETE FROM {table} WHERE ({keys}) IN (SELECT DISTINCT {keys} FROM batch_rows)")
-        con.execute(f"INSERT INTO {table} SELECT * FROM batch_rows")
-    finally:
-        con.unregister("batch_rows")
-
-
 class Projector:
     def __init__(self, db_path: Path | str, nc: NATS, batch_max: int = BATCH_MAX) -> None:
         self.db_path = str(db_path)
@@ -157,6 +175,8 @@ class Projector:
         # Cancelling the loop does not stop a batch already running in its thread; stop() takes
         # this lock so it never closes the connection under a batch mid-write.
         self._apply_lock = threading.Lock()
+        # Set while a read model of another schema version is served and the new one is built.
+        self.building: BuildBeside | None = None
 
     @property
     def con(self) -> duckdb.DuckDBPyConnection:
@@ -170,8 +190,22 @@ class Projector:
         return cur
 
     async def start(self) -> None:
+        self._js = self.nc.jetstream()
+        from projections.replay_beside import BuildBeside, stale_version
+
+        old = await asyncio.to_thread(stale_version, self.db_path)
+        if old is not None:
+            # Another schema version: serve that file as it is while the new one is built beside it.
+            self.building = BuildBeside(self, old)
+            await self.building.start()
+            return
         self._con = await asyncio.to_thread(self._open)
-        self._js = js = self.nc.jetstream()
+        await self._follow()
+
+    async def _follow(self) -> None:
+        """Follow the log from the checkpoint of the file `self._con` holds."""
+        assert self._js is not None
+        js = self._js
         last = (await js.stream_info(EVENTS_STREAM)).state.last_seq
         if self.applied_seq > last:
             # The log was wiped or replaced under an old read model: start over from it.
@@ -218,6 +252,8 @@ class Projector:
         return con
 
     async def stop(self) -> None:
+        if self.building is not None:
+            await self.building.stop()
         for sub in self._subs:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
@@ -326,15 +362,7 @@ class Projector:
             lambda keys: _load_templates(con, keys),
         )
         write_batch(con, batch, [mapping.liveness_row(b) for b in beats])
-        for key, (state, _) in batch.jobs.items():
-            if state.terminal:
-                self._jobs.pop(key, None)
-            else:
-                self._jobs[key] = state
-        for key, (wstate, _) in batch.workers.items():
-            self._workers[key] = wstate
-        for key, (sstate, _) in batch.schedules.items():
-            self._schedules[key] = sstate
+        absorb(batch, self._jobs, self._workers, self._schedules)
         if batch.domains:
             self._set_domains(self.domains | {name: d for name, (d, _) in batch.domains.items()})
         self.undecodable += batch.undecodable
@@ -342,6 +370,25 @@ class Projector:
             self.applied_seq = batch.last_seq
             self.batches += 1
             log.debug("applied %d events in %.1f ms", len(fresh), (time.perf_counter() - started) * 1000)
+
+
+def absorb(
+    batch: Batch,
+    jobs: dict[Key, JobState],
+    workers: dict[Key, WorkerState],
+    schedules: dict[Key, ScheduleState],
+) -> None:
+    """Carry a folded batch's states into the in-memory ones the next fold starts from; finished
+    jobs leave memory (a later event for one loads it back from the table)."""
+    for key, (state, _) in batch.jobs.items():
+        if state.terminal:
+            jobs.pop(key, None)
+        else:
+            jobs[key] = state
+    for key, (wstate, _) in batch.workers.items():
+        workers[key] = wstate
+    for key, (sstate, _) in batch.schedules.items():
+        schedules[key] = sstate
 
 
 def fold_batch(
@@ -355,7 +402,7 @@ def fold_batch(
 ) -> Batch:
     """Decode and fold a run of events into the rows they change; undecodable ones are skipped."""
     batch = Batch(last_seq=raw[-1][0] if raw else 0)
-    decoded: list[tuple[int, Any, Any, bytes]] = []
+    decoded: list[tuple[int, str, Any, bytes]] = []
     for seq, subject, data in raw:
         try:
             event = decode_event(subject, data)
@@ -363,7 +410,7 @@ def fold_batch(
             batch.undecodable += 1
             log.error("skipping undecodable event seq %d on %s: %s", seq, subject, exc)
             continue
-        decoded.append((seq, parse_event(subject), event, data))
+        decoded.append((seq, subject, event, data))
     # Templates are few and change rarely: their earlier state comes from the table.
     template_keys = {(e.domain, e.template) for _, _, e, _ in decoded if isinstance(e, TemplateEvent)}
     template_states: dict[Key, TemplateState | None] = (
@@ -377,8 +424,8 @@ def fold_batch(
     missing = {k for k, created in first.items() if not created and k not in jobs}
     loaded: dict[Key, JobState] = load_jobs(missing)
     job_states: dict[Key, JobState | None] = {**loaded}
-    for seq, parsed, event, data in decoded:
-        batch.events.append(mapping.event_row(seq, parsed, event, data))
+    for seq, subject, event, data in decoded:
+        batch.events.add(seq, subject, event, data)
         if isinstance(event, JobEvent):
             key = (event.domain, event.job_id)
             before = job_states[key] if key in job_states else jobs.get(key)
@@ -424,46 +471,86 @@ def fold_batch(
     return batch
 
 
-def write_batch(con: duckdb.DuckDBPyConnection, batch: Batch, liveness: list[dict[str, Any]]) -> None:
+@dataclass(frozen=True)
+class Write:
+    """One statement of a batch's transaction with its rows already in Arrow: building them holds
+    the GIL, applying them is DuckDB's work alone, so a replay builds the next chunk's rows while
+    DuckDB writes the last one's."""
+
+    table: str
+    rows: pa.Table
+    delete_by: str | None = None  # key columns: first delete the table's rows with these keys
+    insert: bool = True
+    select: str = "*"
+
+
+# The events table from EventRows: the subject's parts are split here, by DuckDB.
+EVENTS_SELECT = (
+    "seq, split_part(subject, '.', 2), split_part(subject, '.', 3), split_part(subject, '.', 4), "
+    "split_part(subject, '.', 5), subject, \"at\", actor, data"
+)
+
+
+def prepare_writes(batch: Batch, liveness: list[dict[str, Any]]) -> list[Write]:
+    """The statements that write `batch`, in order; a new table needs one more Write here."""
+    out: list[Write] = []
+    if batch.jobs:
+        states = [s for s, _ in batch.jobs.values()]
+        rows = [mapping.job_row(s, q) for s, q in batch.jobs.values()]
+        out.append(Write("jobs", _arrow(rows, schema.JOBS), delete_by="domain, id"))
+        attempts = [row for s in states for row in mapping.attempt_rows(s)]
+        keys = pa.table({"domain": [s.domain for s in states], "job_id": [s.id for s in states]})
+        for table in ("attempts", "runs"):
+            out.append(Write(table, keys, delete_by="domain, job_id", insert=False))
+        if attempts:
+            out.append(Write("attempts", _arrow(attempts, schema.ATTEMPTS)))
+            runs = [row for s in states for row in mapping.run_rows(s)]
+            out.append(Write("runs", _arrow(runs, schema.RUNS)))
+    if batch.workers:
+        rows = [mapping.worker_row(s, q) for s, q in batch.workers.values()]
+        out.append(Write("workers", _arrow(rows, schema.WORKERS), delete_by="domain, id"))
+    if batch.schedules:
+        rows = [mapping.schedule_row(s, q) for s, q in batch.schedules.values()]
+        out.append(Write("schedules", _arrow(rows, schema.SCHEDULES), delete_by="domain, id"))
+    if batch.runs:
+        out.append(Write("schedule_runs", _arrow(batch.runs, schema.SCHEDULE_RUNS)))
+    if batch.templates:
+        rows = [mapping.template_row(t, q) for t, q in batch.templates.values()]
+        out.append(Write("templates", _arrow(rows, schema.TEMPLATES), delete_by="domain, name"))
+    if batch.domains:
+        rows = [mapping.domain_row(d, q) for d, q in batch.domains.values()]
+        out.append(Write("domains", _arrow(rows, schema.DOMAINS), delete_by="name"))
+    if batch.events:
+        out.append(Write("events", batch.events.table(), select=EVENTS_SELECT))
+    if liveness:
+        out.append(Write("worker_liveness", _arrow(liveness, schema.LIVENESS), delete_by="domain, id"))
+    return out
+
+
+def apply_writes(con: duckdb.DuckDBPyConnection, writes: list[Write], last_seq: int) -> None:
     """One transaction: changed rows, appended events, and the checkpoint move together."""
     con.execute("BEGIN TRANSACTION")
     try:
-        if batch.jobs:
-            states = [s for s, _ in batch.jobs.values()]
-            _replace(con, "jobs", "domain, id", [mapping.job_row(s, q) for s, q in batch.jobs.values()])
-            attempts = [row for s in states for row in mapping.attempt_rows(s)]
-            keys = pa.table({"domain": [s.domain for s in states], "job_id": [s.id for s in states]})
-            con.register("batch_keys", keys)
+        for w in writes:
+            con.register("batch_rows", w.rows)
             try:
-                con.execute(
-                    "DELETE FROM attempts WHERE (domain, job_id) IN (SELECT domain, job_id FROM batch_keys)"
-                )
+                if w.delete_by:
+                    con.execute(
+                        f"DELETE FROM {w.table} WHERE ({w.delete_by}) IN "
+                        f"(SELECT DISTINCT {w.delete_by} FROM batch_rows)"
+                    )
+                if w.insert:
+                    con.execute(f"INSERT INTO {w.table} SELECT {w.select} FROM batch_rows")
             finally:
-                con.unregister("batch_keys")
-            if attempts:
-                _insert(con, "attempts", attempts)
-        if batch.workers:
-            _replace(
-                con, "workers", "domain, id", [mapping.worker_row(s, q) for s, q in batch.workers.values()]
-            )
-        if batch.schedules:
-            rows = [mapping.schedule_row(s, q) for s, q in batch.schedules.values()]
-            _replace(con, "schedules", "domain, id", rows)
-        if batch.runs:
-            _insert(con, "schedule_runs", batch.runs)
-        if batch.templates:
-            rows = [mapping.template_row(t, q) for t, q in batch.templates.values()]
-            _replace(con, "templates", "domain, name", rows)
-        if batch.domains:
-            rows = [mapping.domain_row(d, q) for d, q in batch.domains.values()]
-            _replace(con, "domains", "name", rows)
-        if batch.events:
-            _insert(con, "events", batch.events)
-        if liveness:
-            _replace(con, "worker_liveness", "domain, id", liveness)
-        if batch.last_seq:
-            con.execute("UPDATE checkpoint SET seq = ? WHERE name = 'events'", [batch.last_seq])
+                con.unregister("batch_rows")
+        if last_seq:
+            con.execute("UPDATE checkpoint SET seq = ? WHERE name = 'events'", [last_seq])
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
         raise
+
+
+def write_batch(con: duckdb.DuckDBPyConnection, batch: Batch, liveness: list[dict[str, Any]]) -> None:
+    """One transaction: changed rows, appended events, and the checkpoint move together."""
+    apply_writes(con, prepare_writes(batch, liveness), batch.last_seq)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import duckdb
@@ -59,10 +60,14 @@ def list_jobs(
     label: tuple[str, str] | None = None,
     limit: int = 50,
     cursor: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
 ) -> tuple[list[dict[str, Any]], str | None]:
-    """Newest first (submission time, then id); `cursor` continues after the last item of a page."""
+    """Newest first (submission time, then id); `cursor` continues after the last item of a page.
+    `since` (inclusive) and `until` (exclusive) bound the submission time."""
     where = ["domain = ?"]
     params: list[Any] = [domain]
+    _submitted_between(where, params, since, until)
     if status is not None:
         statuses = [s for s in status.split(",") if s]
         unknown = [s for s in statuses if s not in JobStatus.__members__.values()]
@@ -95,6 +100,54 @@ def list_jobs(
     items = [_job(r[0], r[1]) for r in rows[:limit]]
     next_cursor = _encode_cursor(rows[limit - 1][2], rows[limit - 1][3]) if len(rows) > limit else None
     return items, next_cursor
+
+
+def _submitted_between(
+    where: list[str], params: list[Any], since: datetime | None, until: datetime | None
+) -> None:
+    """Bound the submission time; a time without a zone is UTC, as everywhere in the read model."""
+    since = since.replace(tzinfo=UTC) if since is not None and since.tzinfo is None else since
+    until = until.replace(tzinfo=UTC) if until is not None and until.tzinfo is None else until
+    if since is not None and until is not None and since >= until:
+        raise InvalidQuery(f"since ({since.isoformat()}) must be before until ({until.isoformat()})")
+    if since is not None:
+        where.append("submitted_at >= ?")
+        params.append(since)
+    if until is not None:
+        where.append("submitted_at < ?")
+        params.append(until)
+
+
+COUNT_GROUPS = {"status": "status", "name": "name", "worker": "worker_id", "tag": "unnest(tags)"}
+
+
+def count_jobs(
+    cur: Cursor,
+    domain: str,
+    group_by: str | None = None,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> dict[str, Any]:
+    """How many jobs, in total or per status, name, worker or tag (a job counts once per tag)."""
+    where = ["domain = ?"]
+    params: list[Any] = [domain]
+    _submitted_between(where, params, since, until)
+    cond = " AND ".join(where)
+    total = cur.execute(f"SELECT count(*) FROM jobs WHERE {cond}", params).fetchone()
+    out: dict[str, Any] = {"total": int(total[0]) if total else 0}
+    if group_by is None:
+        return out
+    if group_by not in COUNT_GROUPS:
+        raise InvalidQuery(f"group_by must be one of {', '.join(COUNT_GROUPS)}")
+    rows = cur.execute(
+        f"SELECT {COUNT_GROUPS[group_by]} AS key, count(*) AS n FROM jobs WHERE {cond} "
+        "GROUP BY key ORDER BY n DESC, key NULLS LAST",
+        params,
+    ).fetchall()
+    out["group_by"] = group_by
+    out["counts"] = [{group_by: key, "count": int(n)} for key, n in rows]
+    return out
 
 
 def job_events(cur: Cursor, domain: str, job_id: str) -> list[dict[str, Any]]:

@@ -2,37 +2,37 @@
 
 from __future__ import annotations
 
-import os
+import asyncio
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import duckdb
 from nats.aio.client import Client as NATS
 
-from events.streams import EVENTS_STREAM
-from projections.projector import Projector
+from projections.replay import Progress, discard, replay, swap_in
 from projections.schema import LOG_TABLES
 
 REBUILD_TIMEOUT_S = 3600.0
 
 
-async def rebuild(db_path: Path, nc: NATS, timeout: float = REBUILD_TIMEOUT_S) -> int:
-    """Build `db_path` from sequence 1 beside the old file, then swap it in; returns the sequence reached."""
+async def rebuild(
+    db_path: Path,
+    nc: NATS,
+    timeout: float = REBUILD_TIMEOUT_S,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> int:
+    """Build `db_path` from sequence 1 beside the old file (a bulk replay), then swap it in;
+    returns the sequence reached."""
     tmp = db_path.with_name(db_path.name + ".rebuild")
-    for stale in (tmp, tmp.with_name(tmp.name + ".wal")):
-        stale.unlink(missing_ok=True)
-    last = int((await nc.jetstream().stream_info(EVENTS_STREAM)).state.last_seq)
-    projector = Projector(tmp, nc)
-    await projector.start()
+    discard(tmp)
     try:
-        if not await projector.wait_for(last, timeout):
-            raise TimeoutError(f"replay reached seq {projector.applied_seq} of {last} in {timeout}s")
-        reached = projector.applied_seq
-    finally:
-        await projector.stop()
-    os.replace(tmp, db_path)
-    Path(str(db_path) + ".wal").unlink(missing_ok=True)
-    return reached
+        prog = await asyncio.wait_for(replay(nc, tmp, on_progress=on_progress), timeout)
+    except BaseException:
+        discard(tmp)
+        raise
+    swap_in(tmp, db_path)
+    return prog.seq
 
 
 def dump(con: duckdb.DuckDBPyConnection) -> dict[str, list[tuple[Any, ...]]]:

@@ -53,6 +53,35 @@ ATTEMPTS = pa.schema(
     ]
 )
 
+# One row per attempt, flat, for analytics: what ran where, how long it waited and ran (seconds).
+RUNS = pa.schema(
+    [
+        ("domain", pa.string()),
+        ("job_id", pa.string()),
+        ("name", pa.string()),
+        ("tags", pa.list_(pa.string())),
+        ("labels", pa.list_(pa.string())),
+        ("user", pa.string()),
+        ("worker_id", pa.string()),
+        ("executor", pa.string()),
+        ("attempt", pa.int64()),
+        ("status", pa.string()),
+        ("exit_code", pa.int64()),
+        ("error", pa.string()),
+        ("queued_at", TS),
+        ("dispatched_at", TS),
+        ("started_at", TS),
+        ("finished_at", TS),
+        ("queue_wait_s", pa.float64()),
+        ("start_delay_s", pa.float64()),
+        ("duration_s", pa.float64()),
+        ("schedule_id", pa.string()),
+        ("tick", TS),
+        ("lateness_s", pa.float64()),
+        ("template", pa.string()),
+    ]
+)
+
 WORKERS = pa.schema(
     [
         ("domain", pa.string()),
@@ -177,6 +206,7 @@ _DUCK = {
 LOG_TABLES: dict[str, tuple[pa.Schema, str]] = {
     "jobs": (JOBS, "domain, id"),
     "attempts": (ATTEMPTS, "domain, job_id, n"),
+    "runs": (RUNS, "domain, job_id, attempt"),
     "workers": (WORKERS, "domain, id"),
     "events": (EVENTS, "seq"),
     "schedules": (SCHEDULES, "domain, id"),
@@ -190,7 +220,7 @@ ALL_TABLES: dict[str, pa.Schema] = {name: s for name, (s, _) in LOG_TABLES.items
 
 
 # Bumped whenever a table is added or changed, so an older file is rebuilt from the log.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 def _ddl(name: str, schema: pa.Schema) -> str:

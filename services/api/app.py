@@ -21,9 +21,22 @@ from services.api.domain_commands import ensure_default
 from services.api.limits import BodyLimit
 from services.api.metrics import ProjectionCollector
 from services.api.ratelimit import RateLimiter, StreamSlots
-from services.api.routes import admin, events, health, info, jobs, schedules, templates, workers
+from services.api.routes import (
+    admin,
+    analytics,
+    events,
+    health,
+    info,
+    jobs,
+    schedules,
+    sql,
+    templates,
+    workers,
+)
+from services.api.server_spans import telemetry
 from services.api.settings import ApiSettings
 from services.api.strict import no_unknown_query
+from services.runtime import tracing
 from services.runtime.connect import connect, jetstream
 
 API_PREFIX = "/api/v1"
@@ -54,6 +67,8 @@ class CountRequests:
 
 
 def create_app(settings: ApiSettings) -> FastAPI:
+    tracing.setup("api")  # nothing unless OTEL_EXPORTER_OTLP_ENDPOINT is set
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         nc = await connect(settings.nats_url, "api")
@@ -85,6 +100,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         "/metrics needs `Authorization: Bearer <token>`.",
         lifespan=lifespan,
         dependencies=[Depends(no_unknown_query)],
+        telemetry=telemetry(),  # SERVER spans, once tracing.setup installed a provider
     )
     app.state.settings = settings
     app.state.token_last_used = {}
@@ -111,6 +127,8 @@ def create_app(settings: ApiSettings) -> FastAPI:
         events.router,
         admin.router,
         info.router,
+        analytics.router,
+        sql.router,
     ):
         app.include_router(router, prefix=API_PREFIX)
     if UI_DIST.is_dir():

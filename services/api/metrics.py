@@ -6,15 +6,28 @@ import asyncio
 from collections.abc import Iterator
 from typing import Any
 
+import duckdb
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from projections import queries, schedule_queries
+from projections import metric_queries, queries, schedule_queries
 from projections.projector import Projector
 
 DISPATCH_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 LATENESS_BUCKETS_S = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+# The services' own counters, by the names the seeds' cron service uses where it has them;
+# counted from the log's events (projections/metric_queries.py). Exposed with `_total`.
+SERVICE_COUNTERS = {
+    "jobs_dispatched": "Attempts the dispatcher placed on a worker (requeued ones included)",
+    "runs_emitted": "Jobs schedules fired (ticks, catch-ups, queued ticks, run-now, backfill)",
+    "runs_skipped_overlap": "Schedule ticks skipped because an earlier run was still going",
+    "runs_failed_launch": "Attempts of scheduled runs the worker could not start at all",
+    "schedule_missed_ticks": "Ticks that passed while no scheduler ran and were not caught up",
+}
+assert set(SERVICE_COUNTERS) == set(metric_queries.NAMES)
 
 
 class ProjectionCollector(Collector):
@@ -39,15 +52,23 @@ class ProjectionCollector(Collector):
                     "ticks": schedule_queries.tick_counts(cur),
                     "due": schedule_queries.due_count(cur),
                     "lateness": schedule_queries.lateness_buckets(cur, list(LATENESS_BUCKETS_S)),
+                    "services": metric_queries.service_counts(cur),
                 }
             finally:
                 cur.close()
 
-        snapshot = await asyncio.to_thread(read)
+        try:
+            snapshot = await asyncio.to_thread(read)
+        except duckdb.Error:
+            if self.projector.building is None:
+                raise
+            # The old read model served while the new one builds may lack what these read.
+            return
         snapshot["lag"] = lag
         self._snapshot = snapshot
 
     def collect(self) -> Iterator[Metric]:
+        yield from self._building()
         snap = self._snapshot
         if not snap:
             return
@@ -83,6 +104,39 @@ class ProjectionCollector(Collector):
             "jobstream_projection_undecodable_events",
             "Events skipped as undecodable",
             self.projector.undecodable,
+        )
+        yield CounterMetricFamily(
+            "jobstream_undecodable_events",
+            "Events in the log that no service can decode (each service skips them alike)",
+            self.projector.undecodable,
+        )
+        for name, doc in SERVICE_COUNTERS.items():
+            family = CounterMetricFamily(f"jobstream_{name}", doc, labels=["domain"])
+            for domain, count in sorted(snap["services"][name].items()):
+                family.add_metric([domain], count)
+            yield family
+
+    def _building(self) -> Iterator[Metric]:
+        """The progress of a read model of a new schema version being built beside the served one."""
+        building = self.projector.building
+        yield GaugeMetricFamily(
+            "jobstream_read_model_building",
+            "1 while a read model of a new schema version is built beside the one served",
+            1 if building is not None else 0,
+        )
+        if building is None:
+            return
+        prog = building.progress
+        yield GaugeMetricFamily(
+            "jobstream_replay_seq", "Sequence the read model being built has reached", prog.seq
+        )
+        yield GaugeMetricFamily(
+            "jobstream_replay_target_seq",
+            "Last sequence of the log the build is replaying to",
+            prog.target_seq,
+        )
+        yield GaugeMetricFamily(
+            "jobstream_replay_events_per_second", "Events the build has replayed per second", prog.rate
         )
 
 

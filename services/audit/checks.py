@@ -44,6 +44,7 @@ from events.job import (
     retry_delay_s,
 )
 from events.schedule import AnyScheduleEvent, Created, Deleted, Fired, Missed, Paused, Resumed, Skipped
+from events.upcast import is_current
 from events.worker import AnyWorkerEvent, CameOnline, Registered, Stopped, WentOffline
 from services.dispatcher.limits import KEY, NAME, LimitKey, limits
 from services.dispatcher.placement import WorkerView, eligible
@@ -299,7 +300,12 @@ class Auditor:
         try:
             if decoder is None:
                 return decode_event(subject, data)  # other aggregates, and malformed subjects
-            event: Event = decoder.decode(data)
+            try:
+                event: Event = decoder.decode(data)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                return decode_event(subject, data)  # maybe an older version: upcast (events/upcast.py)
+            if not is_current(parts[2], event.type, event.v):
+                return decode_event(subject, data)
         except (msgspec.DecodeError, msgspec.ValidationError, DecodeError) as exc:
             self._flag("event.decodes", _agg(parts), f"{subject}: {exc}", seq)
             return None

@@ -423,14 +423,22 @@ def jobs_ls(
 
 @jobs_app.command("show")
 def jobs_show(
-    job_id: Annotated[str, typer.Argument()], url: Url = None, token: Token = None, as_json: AsJson = False
+    job_id: Annotated[str, typer.Argument()],
+    at: Annotated[
+        int | None, typer.Option("--at", min=1, help="the state as of this stream sequence, from the log")
+    ] = None,
+    url: Url = None,
+    token: Token = None,
+    as_json: AsJson = False,
 ) -> None:
-    """A job's state, timings and attempts."""
-    job = _call(Client.from_env(url, token).get, f"/jobs/{job_id}")
+    """A job's state, timings and attempts (now, or `--at SEQ` as it was then)."""
+    job = _call(Client.from_env(url, token).get, f"/jobs/{job_id}", as_of_seq=at)
     if as_json:
         render.print_json(job)
         return
     out = render.console()
+    if at is not None:
+        out.print(f"as of sequence {at} (the job's last event then: {job['last_seq']})")
     out.print(render.job_detail(job))
     if job.get("attempts"):
         out.print(render.attempts_table(job))

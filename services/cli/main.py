@@ -9,8 +9,12 @@ import typer
 
 from services.audit.command import audit_app
 from services.cli import client_commands
+from services.cli.events_command import events_app
+from services.cli.sql_command import sql
 from services.cli.status_command import status
 from services.cli.streams_command import streams_app
+from services.cli.trace_command import trace_job
+from services.projector.replay_command import replay
 from services.runtime.hardening import SERVICE_COMMANDS, forbid_peeking
 
 app = typer.Typer(
@@ -21,8 +25,12 @@ app = typer.Typer(
 )
 client_commands.register(app)
 app.command()(status)
+app.command()(sql)
 app.add_typer(audit_app, name="audit")
 app.add_typer(streams_app, name="streams")
+app.command()(replay)
+app.command("trace")(trace_job)
+app.add_typer(events_app, name="events")
 
 
 def _version(value: bool) -> None:

@@ -106,6 +106,7 @@ def job_detail(job: dict[str, Any]) -> Table:
         ("pending reason", job.get("pending_reason") or ""),
         ("result", "" if job.get("result") is None else json.dumps(job["result"])[:500]),
         ("retry of", job.get("retry_of") or ""),
+        ("trace id", job.get("trace_id") or ""),
     ]
     for key, value in rows:
         if value:

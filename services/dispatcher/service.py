@@ -13,11 +13,14 @@ from datetime import datetime
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
+from opentelemetry import baggage, trace
+from opentelemetry.context import Context
+from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
 
 from events import subjects
 from events.base import DomainError, utcnow
 from events.codec import DecodeError, decode_event, decode_heartbeat
-from events.job import JobSpec, JobStatus, decide_dispatch, decide_hold, decide_requeue
+from events.job import Dispatched, JobEvent, JobSpec, JobStatus, decide_dispatch, decide_hold, decide_requeue
 from events.store import (
     Append,
     Appended,
@@ -33,6 +36,7 @@ from services.dispatcher.failover import Liveness, held_by_gone_runs, silent, un
 from services.dispatcher.limits import LimitKey, WithPlanned, blocking, counted
 from services.dispatcher.placement import choose, unplaceable
 from services.dispatcher.state import DispatchState, JobEntry, Key
+from services.runtime import tracing
 from services.runtime.connect import connect, jetstream
 from services.runtime.lease import Lease
 
@@ -44,6 +48,8 @@ FOLLOW_PENDING_LIMIT = 1_000_000
 # Every append of a tick is fenced, so one that fails is simply decided again next tick: a
 # tick waits on a sick broker no longer than this (within the lease TTL), not the store's 20 s.
 APPEND_DEADLINE_S = 4.0
+# The worker reads a scheduled job's schedule id from the assignment's W3C baggage.
+SCHEDULE_BAGGAGE = "jobstream.schedule.id"
 
 
 class Dispatcher:
@@ -66,6 +72,9 @@ class Dispatcher:
         self.lease: Lease | None = None
         self._last_heard = time.monotonic()  # the last beat of any worker
         self.unsettled: dict[Key, JobSpec] = {}  # dispatches whose outcome is unknown
+        # Trace headers of each live job's last traced event (kept only while tracing is on).
+        self.traces: dict[Key, dict[str, str]] = {}
+        self.tracer = tracing.tracer("dispatcher")
 
     @property
     def store(self) -> EventStore:
@@ -173,9 +182,66 @@ class Dispatcher:
                 log.error("skipping undecodable event seq %d on %s: %s", seq, msg.subject, exc)
             else:
                 self.state.apply(seq, event)
+                if isinstance(event, JobEvent) and tracing.enabled():
+                    self._remember_trace((event.domain, event.job_id), msg.headers)
             if not self.caught_up and (seq >= self.catch_up_to or msg.metadata.num_pending == 0):
                 self.caught_up = True
                 log.info("dispatcher caught up at seq %d", seq)
+
+    # ---- trace context -----------------------------------------------------------------
+
+    def _remember_trace(self, key: Key, headers: dict[str, str] | None) -> None:
+        if key not in self.state.jobs:
+            self.traces.pop(key, None)  # ended: nothing more is decided about it
+        elif headers and tracing.TRACEPARENT in headers:
+            self.traces[key] = {k: headers[k] for k in (tracing.TRACEPARENT, "tracestate") if k in headers}
+
+    def _job_context(self, key: Key) -> Context | None:
+        """The job's trace, so what the dispatcher appends about a job lands in the job's trace."""
+        return tracing.context_from(self.traces.get(key)) if tracing.enabled() else None
+
+    def _consumer_spans(self, planned: list[Append]) -> tuple[list[Append], list[Span | None], Span | None]:
+        """One CONSUMER span per dispatch, a child of the job's trace and linked to the round's
+        batch span; each dispatch append (its producer span) is a child of it."""
+        if not planned or not tracing.enabled():
+            return planned, [], None
+        batch: Span | None = None
+        items: list[Append] = []
+        spans: list[Span | None] = []
+        for item in planned:
+            event = item.event
+            assert isinstance(event, Dispatched)
+            key = (event.domain, event.job_id)
+            parent = self._job_context(key) or Context()
+            entry = self.state.jobs.get(key)
+            schedule_id = entry.state.schedule_id if entry else None
+            if tracing.unsampled(parent):  # no span: the dispatch carries the job's context on
+                ctx = baggage.set_baggage(SCHEDULE_BAGGAGE, schedule_id, parent) if schedule_id else parent
+                items.append(replace(item, context=ctx))
+                spans.append(None)
+                continue
+            if batch is None:
+                batch = self.tracer.start_span(
+                    "dispatch batch", attributes={"jobstream.batch.size": len(planned)}
+                )
+            span = self.tracer.start_span(
+                "dispatch job",
+                context=parent,
+                kind=SpanKind.CONSUMER,
+                links=[Link(batch.get_span_context())],
+                attributes={
+                    "jobstream.job.id": event.job_id, "jobstream.domain": event.domain,
+                    "jobstream.worker.id": event.worker_id, "jobstream.attempt": event.attempt,
+                    "jobstream.schedule.id": schedule_id or "", "messaging.system": "nats",
+                    "messaging.operation.type": "process",
+                },
+            )  # fmt: skip
+            ctx = trace.set_span_in_context(span, parent)
+            if schedule_id:
+                ctx = baggage.set_baggage(SCHEDULE_BAGGAGE, schedule_id, ctx)
+            items.append(replace(item, context=ctx))
+            spans.append(span)
+        return items, spans, batch
 
     # ---- one round of decisions ------------------------------------------------------
 
@@ -259,7 +325,7 @@ class Dispatcher:
                 event = decide_requeue(job.state, worker_id, attempt, reason)
             except DomainError:
                 continue
-            items.append(job_append(event, job.seq))
+            items.append(job_append(event, job.seq, context=self._job_context(key)))
         await self._append(items)
 
     def _not_dispatched(self, key: Key, spec: JobSpec) -> None:
@@ -320,7 +386,7 @@ class Dispatcher:
                 st.forfeit(key)
                 event = decide_hold(entry.state, reason)
                 if event is not None:
-                    holds[key] = job_append(event, entry.seq)
+                    holds[key] = job_append(event, entry.seq, context=self._job_context(key))
             else:
                 st.enqueue(key, wall)
         st.fresh.clear()
@@ -345,7 +411,7 @@ class Dispatcher:
                 st.park(key, entry, block.limit)
                 event = decide_hold(entry.state, block.reason)
                 if event is not None:
-                    holds[key] = job_append(event, entry.seq)
+                    holds[key] = job_append(event, entry.seq, context=self._job_context(key))
                 continue
             if free.get(domain, 0) <= 0:
                 skipped.append(key)
@@ -364,7 +430,16 @@ class Dispatcher:
         for key in skipped:
             st.enqueue(key, wall)
         hold_items = list(holds.values())
+        planned, spans, batch = self._consumer_spans(planned)
         results = await self._append(hold_items + planned)
+        for span, result in zip(spans, results[len(hold_items) :] if spans else [], strict=True):
+            if span is None:
+                continue
+            if not isinstance(result, Appended):
+                span.set_status(Status(StatusCode.ERROR, f"not dispatched: {type(result).__name__}"))
+            span.end()
+        if batch is not None:
+            batch.end()
         for (key, spec), result in zip(planned_jobs, results[len(hold_items) :], strict=True):
             if isinstance(result, Appended):
                 self.dispatched += 1

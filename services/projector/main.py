@@ -1,4 +1,5 @@
-"""Entry points of `jobstream projector` (standalone read model) and `jobstream rebuild`."""
+"""Entry points of `jobstream projector` (standalone read model) and `jobstream rebuild` (a bulk
+replay into a sibling file, swapped in; `jobstream replay` is in replay_command.py)."""
 
 from __future__ import annotations
 
@@ -43,9 +44,11 @@ def run(nats_url: str, db_path: Path) -> None:
 
 
 async def _rebuild(nats_url: str, db_path: Path) -> int:
+    from services.projector.replay_command import Reporter
+
     nc = await connect(nats_url, "rebuild", max_reconnect_attempts=0)
     try:
-        return await rebuild(db_path, nc)
+        return await rebuild(db_path, nc, on_progress=Reporter("rebuild"))
     finally:
         await nc.close()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from services.runtime import tracing
 from services.runtime.lifecycle import until_stopped
 from services.scheduler.service import Scheduler
 
@@ -15,4 +16,5 @@ async def serve(nats_url: str) -> None:
 
 def run(nats_url: str) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s scheduler %(levelname)s %(message)s")
+    tracing.setup("scheduler")  # nothing unless OTEL_EXPORTER_OTLP_ENDPOINT is set
     asyncio.run(serve(nats_url))

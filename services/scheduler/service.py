@@ -11,16 +11,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from dataclasses import replace
 from datetime import timedelta
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import api
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import Span, SpanKind
 
 from events.base import DomainError, utcnow
 from events.codec import DecodeError, decode_event
 from events.job import Submitted, decide_cancel
-from events.schedule import Fire, Plan, ScheduleEvent, plan_due, tick_msg_id
+from events.schedule import Fire, Missed, Plan, Queued, ScheduleEvent, Skipped, plan_due, tick_msg_id
 from events.store import (
     Append,
     Appended,
@@ -31,6 +35,7 @@ from events.store import (
     stream_seq,
 )
 from events.streams import EVENTS_STREAM, FOLLOW_IDLE_HEARTBEAT_S, provision
+from services.runtime import tracing
 from services.runtime.connect import connect, jetstream
 from services.runtime.lease import Lease
 from services.scheduler.state import Key, SchedulerState
@@ -61,6 +66,7 @@ class Scheduler:
         self.catch_up_to = 2**63
         self.undecodable = 0
         self.fired = 0
+        self.tracer = tracing.tracer("scheduler")
         self.skipped = 0
         self.missed = 0
         self.lease: Lease | None = None
@@ -194,7 +200,25 @@ class Scheduler:
             if isinstance(step, Fire)
         ]
         retry: set[int] = set()
-        results = await self.store.append_many([item for _, _, (item, _) in jobs])
+        spans = {(i, k): span for i, k, (item, _) in jobs if (span := self._tick_span(item)) is not None}
+        try:
+            await self._pipelined_traced(batch, steps, jobs, retry, spans)
+        finally:
+            for span in spans.values():
+                span.end()
+
+    async def _pipelined_traced(
+        self,
+        batch: list[tuple[Key, Plan, int]],
+        steps: list[list[Fire | Skipped | Queued | Missed]],
+        jobs: list[tuple[int, int, tuple[Append, Submitted]]],
+        retry: set[int],
+        spans: dict[tuple[int, int], Span],
+    ) -> None:
+        contexts = {at: trace.set_span_in_context(span) for at, span in spans.items()}
+        results = await self.store.append_many(
+            [replace(item, context=contexts.get((i, k))) for i, k, (item, _) in jobs]
+        )
         for (i, k, (_, submitted)), result in zip(jobs, results, strict=True):
             if isinstance(result, Appended) and not result.duplicate:
                 self.state.apply(result.seq, submitted)
@@ -208,7 +232,10 @@ class Scheduler:
         n = 0
         while active:
             events = [_record(steps[i][n]) for i in active]
-            items = [schedule_append(event, seqs[i]) for i, event in zip(active, events, strict=True)]
+            items = [
+                schedule_append(event, seqs[i], context=contexts.get((i, n)))
+                for i, event in zip(active, events, strict=True)
+            ]
             results = await self.store.append_many(items)
             going = []
             for i, event, result in zip(active, events, results, strict=True):
@@ -233,6 +260,24 @@ class Scheduler:
             n += 1
         for i in retry:
             self.state.wake_at(batch[i][0], utcnow() + timedelta(seconds=1))
+
+    def _tick_span(self, item: Append) -> Span | None:
+        """A root span per tick (a new trace: the tick's job is its own trace, whatever the
+        scheduler was doing), parent of the job's `submitted` append and of the tick's record."""
+        if not tracing.enabled():
+            return None
+        event = item.event
+        assert isinstance(event, Submitted)
+        tick = event.tick.isoformat() if event.tick else ""
+        return self.tracer.start_span(
+            "schedule tick",
+            context=Context(),
+            kind=SpanKind.PRODUCER,
+            attributes={
+                "jobstream.schedule.id": event.schedule_id or "", "jobstream.domain": event.domain,
+                "jobstream.job.id": event.job_id, "jobstream.tick": tick,
+            },
+        )  # fmt: skip
 
     def _submitted(self, key: Key, fire: Fire) -> tuple[Append, Submitted]:
         state = self.state.schedules[key][0]
@@ -274,15 +319,23 @@ class Scheduler:
         for job_id in plan.cancel:
             await self._cancel(key[0], job_id, state.id)
         for step in plan.steps:
-            if isinstance(step, Fire):
-                item, submitted = self._submitted(key, step)
-                try:
-                    done = await self.store.append(item)
-                    self.state.apply(done.seq, submitted)
-                except WrongExpectedSequence:
-                    log.info("job for %s tick %s exists already", state.id, step.tick.isoformat())
-            event = _record(step)
-            result: Appended = await self.store.append(schedule_append(event, seq))
+            span: Span | None = None
+            try:
+                context: Context | None = None
+                if isinstance(step, Fire):
+                    item, submitted = self._submitted(key, step)
+                    span = self._tick_span(item)
+                    context = trace.set_span_in_context(span) if span is not None else None
+                    try:
+                        done = await self.store.append(replace(item, context=context))
+                        self.state.apply(done.seq, submitted)
+                    except WrongExpectedSequence:
+                        log.info("job for %s tick %s exists already", state.id, step.tick.isoformat())
+                event = _record(step)
+                result: Appended = await self.store.append(schedule_append(event, seq, context=context))
+            finally:
+                if span is not None:
+                    span.end()
             seq = result.seq
             self.state.apply(seq, event)
             self.state.dirty.discard(key)

@@ -12,10 +12,14 @@ import sys
 import time
 from dataclasses import dataclass, field
 
+import msgspec
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.errors import BadRequestError
+from opentelemetry import baggage, trace
+from opentelemetry.context import Context
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from events import subjects
 from events.base import DomainError
@@ -40,6 +44,7 @@ from events.job import (
 from events.store import Append, EventStore, Publisher, WrongExpectedSequence, job_append
 from events.streams import EVENTS_STREAM, provision, provision_logs, worker_consumer, worker_consumer_name
 from events.worker import Heartbeat, HostFacts, Registered, Stopped
+from services.runtime import tracing
 from services.runtime.broker_auth import inbox_prefix
 from services.runtime.connect import connect, jetstream
 from services.worker.executors import SUPPORTED, execute
@@ -51,6 +56,9 @@ from services.worker.puller import Puller
 from services.worker.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
+
+# The dispatcher puts a scheduled job's schedule id in the assignment's W3C baggage.
+SCHEDULE_BAGGAGE = "jobstream.schedule.id"
 
 HEARTBEAT_TIMEOUT_S = 1.0
 LOGIN_REFUSED_GIVE_UP_S = 10.0
@@ -69,6 +77,8 @@ class Running:
     # Set when the attempt is no longer ours to report: "requeued", "fenced", "shutdown".
     abandoned: str | None = None
     task: asyncio.Task[None] | None = None
+    trace: Context | None = None  # the job's trace, from the assignment's headers
+    cause: str | None = None  # id of our `started`: what the outcome answers
 
     @property
     def job_id(self) -> str:
@@ -199,6 +209,7 @@ class Worker:
             domain=self.s.domain,
             actor=self.actor,
             worker_id=self.s.worker_id,
+            correlation_id=self.s.worker_id,
             tags=self.s.tags,
             allowed_users=self.s.allowed_users,
             max_concurrency=self.s.max_concurrency,
@@ -273,7 +284,12 @@ class Worker:
                 await self._hand_back(r, "worker shut down before the job finished")
         history = await self.store.read(subjects.worker_all(self.s.domain, self.s.worker_id))
         await self._append_worker_event(
-            Stopped(domain=self.s.domain, actor=self.actor, worker_id=self.s.worker_id),
+            Stopped(
+                domain=self.s.domain,
+                actor=self.actor,
+                worker_id=self.s.worker_id,
+                correlation_id=self.s.worker_id,
+            ),
             history[-1].seq if history else 0,
         )
 
@@ -300,13 +316,28 @@ class Worker:
         if event.job_id in self.running:
             await msg.ack()  # a redelivery of what we already run
             return
-        running = Running(event, msg.metadata.sequence.stream)
+        running = Running(event, msg.metadata.sequence.stream, trace=tracing.context_from(msg.headers))
         self.running[event.job_id] = running
         if self._early_cancels.pop(event.job_id, None) is not None:
             running.cancel.set()  # the cancel overtook the assignment
         running.task = asyncio.create_task(self._start_and_run(running, msg))
 
     async def _start_and_run(self, r: Running, msg: Msg) -> None:
+        """One CONSUMER span per attempt, in the job's trace: the start, the run and the outcome."""
+        d = r.dispatched
+        schedule_id = baggage.get_baggage(SCHEDULE_BAGGAGE, r.trace) if r.trace else None
+        attributes = {
+            "jobstream.job.id": d.job_id, "jobstream.job.name": d.spec.name, "jobstream.attempt": d.attempt,
+            "jobstream.worker.id": self.s.worker_id, "jobstream.domain": d.domain,
+            "jobstream.schedule.id": str(schedule_id or ""), "messaging.system": "nats",
+            "messaging.operation.type": "process", "messaging.destination.name": msg.subject,
+        }  # fmt: skip
+        with tracing.span(
+            "worker", "run job", kind=SpanKind.CONSUMER, context=r.trace, attributes=attributes
+        ):
+            await self._start_and_run_traced(r, msg)
+
+    async def _start_and_run_traced(self, r: Running, msg: Msg) -> None:
         try:
             started = await self._start(r)
         except Exception:
@@ -331,6 +362,7 @@ class Worker:
         expected = r.seq
         try:
             r.seq = (await self.store.append(job_append(event, expected))).seq
+            r.cause = event.id
             return True
         except WrongExpectedSequence:
             state, last = await self.store.read_job(d.domain, d.job_id)
@@ -367,7 +399,9 @@ class Worker:
         try:
             try:
                 ctx = RunContext(d.job_id, d.domain, d.attempt, d.spec, sink, r.cancel, self._groups)
-                outcome = await execute(ctx)
+                kind = d.spec.executor.__struct_config__.tag
+                with tracing.span("worker", f"execute {kind}", attributes={"jobstream.executor": str(kind)}):
+                    outcome = await execute(ctx)
             except Exception as exc:
                 log.exception("executor crashed on job %s", d.job_id)
                 outcome = Outcome("failed", error=f"worker error: {type(exc).__name__}: {exc}")
@@ -391,6 +425,14 @@ class Worker:
         """Append the attempt's outcome, fenced on our last append; re-decide if the job moved on."""
         d = r.dispatched
         state = state_from_dispatch(d, started_at=d.at)
+        if r.cause is not None:
+            state = msgspec.structs.replace(state, last_event_id=r.cause)
+        current = trace.get_current_span()
+        current.set_attribute("jobstream.outcome", outcome.status)
+        if outcome.exit_code is not None:
+            current.set_attribute("jobstream.exit_code", outcome.exit_code)
+        if outcome.status != "succeeded":
+            current.set_status(Status(StatusCode.ERROR, outcome.error or outcome.status))
         event = decide_outcome(state, self.s.worker_id, d.attempt, outcome)
         expected = r.seq
         deadline = time.monotonic() + REPORT_DEADLINE_S

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from services.runtime import tracing
 from services.runtime.lifecycle import STOP_GRACE_S, until_stopped
 from services.worker.agent import Worker
 from services.worker.settings import WorkerSettings
@@ -20,4 +21,5 @@ async def serve(settings: WorkerSettings) -> None:
 
 def run(settings: WorkerSettings) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(levelname)s %(message)s")
+    tracing.setup("worker")  # nothing unless OTEL_EXPORTER_OTLP_ENDPOINT is set
     asyncio.run(serve(settings))

@@ -210,7 +210,7 @@ def clean_log() -> Log:
     fired = Fired(domain=D, actor="scheduler", schedule_id="s1", tick=t1, job_id=tick_job_id(D, "s1", t1))
     log.submit(fired.job_id, schedule_id="s1", tick=t1, causation_id=fired.id)
     log.add(fired)
-    log.add(Skipped(domain=D, actor="scheduler", schedule_id="s1", tick=t2, reason="overlap"))
+    log.add(Skipped(domain=D, actor="scheduler", schedule_id="s1", tick=t2, kind="overlap"))
     log.add(Paused(domain=D, actor="api", schedule_id="s1"))
     log.add(Fired(domain=D, actor="api", schedule_id="s1", tick=T0 + timedelta(hours=1), job_id="rn",
                   reason="run_now"))  # fmt: skip
@@ -501,7 +501,7 @@ def test_two_records_for_one_tick() -> None:
     log = Log()
     log.sched()
     f = log.fire(T0)
-    s = log.add(Skipped(domain=D, actor="scheduler", schedule_id="s1", tick=T0, reason="overlap"))
+    s = log.add(Skipped(domain=D, actor="scheduler", schedule_id="s1", tick=T0, kind="overlap"))
     assert only(log.audit()) == ("schedule.one-record-per-tick", (f, s))
     log = Log()
     log.sched()

@@ -23,6 +23,13 @@ async def ready(request: Request) -> JSONResponse:
     nc = request.app.state.nc
     if not nc.is_connected:
         return JSONResponse({"status": "not ready", "reason": "not connected to NATS"}, status_code=503)
+    building = projector(request).building
+    if building is not None:
+        # Answering from the old read model while the new schema version builds: ready, and saying so.
+        prog = building.progress
+        replay = {"seq": prog.seq, "target_seq": prog.target_seq, "events_per_second": round(prog.rate),
+                  "eta_s": None if prog.eta_s is None else round(prog.eta_s, 1)}  # fmt: skip
+        return JSONResponse({"status": "ready", "read_model": building.describe(), "replay": replay})
     lag = await projector(request).lag()
     if lag > READY_MAX_LAG:
         return JSONResponse(

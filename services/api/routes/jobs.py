@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
@@ -13,11 +14,12 @@ from sse_starlette.sse import EventSourceResponse
 from events import subjects
 from events.ids import is_token
 from projections import queries
-from services.api import commands, templating
+from services.api import as_of, commands, templating
 from services.api.auth import Caller, caller
 from services.api.deps import js, open_stream, query, settle, store
 from services.api.models import AnyJobIn, BatchIn, BatchOut, CancelIn, Page
 from services.api.streams import follow, last_sequence, lines_of, output_stream, read_logs
+from services.runtime import tracing
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
@@ -82,6 +84,8 @@ async def list_jobs(
     label: str | None = Query(default=None, description="key=value"),
     limit: int = Query(default=50, ge=1, le=MAX_PAGE),
     cursor: str | None = None,
+    since: datetime | None = Query(default=None, description="submitted at or after (ISO time)"),
+    until: datetime | None = Query(default=None, description="submitted before (ISO time)"),
 ) -> Page:
     label_pair: tuple[str, str] | None = None
     if label is not None:
@@ -91,14 +95,35 @@ async def list_jobs(
         label_pair = (key, value)
     items, next_cursor = await query(
         request, queries.list_jobs, who.domain, status=status, name=name, tag=tag, worker=worker,
-        label=label_pair, limit=limit, cursor=cursor,
+        label=label_pair, limit=limit, cursor=cursor, since=since, until=until,
     )  # fmt: skip
     return Page(items=items, next_cursor=next_cursor)
 
 
+@router.get("/count", summary="How many jobs, in total or per status, name, worker or tag")
+async def count_jobs(
+    request: Request,
+    who: Caller = Depends(caller),
+    group_by: str | None = Query(default=None, description="status | name | worker | tag"),
+    since: datetime | None = Query(default=None, description="submitted at or after (ISO time)"),
+    until: datetime | None = Query(default=None, description="submitted before (ISO time)"),
+) -> dict[str, Any]:
+    return await query(request, queries.count_jobs, who.domain, group_by, since=since, until=until)
+
+
 @router.get("/{job_id}", summary="A job's state, attempts, timings, exit code and error")
-async def get_job(job_id: str, request: Request, who: Caller = Depends(caller)) -> dict[str, Any]:
-    return await _job_or_404(request, who, job_id)
+async def get_job(
+    job_id: str, request: Request, who: Caller = Depends(caller), as_of_seq: int | None = as_of.AS_OF_SEQ
+) -> dict[str, Any]:
+    if as_of_seq is None:
+        detail = await _job_or_404(request, who, job_id)
+    elif is_token(job_id):
+        detail = await as_of.job_as_of(request, who.domain, job_id, as_of_seq)
+    else:
+        raise HTTPException(404, detail=f"job {job_id} not found")
+    traceparent = await tracing.job_traceparent(store(request), who.domain, job_id)
+    detail["trace_id"], detail["traceparent"] = tracing.trace_id(traceparent), traceparent
+    return detail
 
 
 @router.get("/{job_id}/events", summary="A job's full history, in order, with stream sequences")

@@ -23,8 +23,8 @@ from events.schedule import (
     planned_at,
 )
 from projections import schedule_queries
+from services.api import as_of, templating
 from services.api import schedule_commands as commands
-from services.api import templating
 from services.api.auth import Caller, caller
 from services.api.deps import query, settle, store
 from services.api.schedule_models import (
@@ -117,7 +117,11 @@ async def list_schedules(
 
 
 @router.get("/{schedule_id}", summary="A schedule, its state and counters")
-async def get_schedule(schedule_id: str, request: Request, who: Caller = Depends(caller)) -> dict[str, Any]:
+async def get_schedule(
+    schedule_id: str, request: Request, who: Caller = Depends(caller), as_of_seq: int | None = as_of.AS_OF_SEQ
+) -> dict[str, Any]:
+    if as_of_seq is not None and is_token(schedule_id):
+        return await as_of.schedule_as_of(request, who.domain, schedule_id, as_of_seq)
     return await _view(request, who, schedule_id)
 
 
