@@ -5,22 +5,19 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import duckdb
 import msgspec
 
-from events.base import DomainError
 from events.job import JobState, JobStatus
 from events.worker import WorkerState
 from projections.mapping import full
+from projections.where import InvalidQuery as InvalidQuery  # re-exported: callers catch it from here
+from projections.where import Where
 
 Cursor = duckdb.DuckDBPyConnection
-
-
-class InvalidQuery(DomainError):
-    code = "invalid_query"
 
 
 def _job(state_json: str, seq: int) -> dict[str, Any]:
@@ -65,57 +62,25 @@ def list_jobs(
 ) -> tuple[list[dict[str, Any]], str | None]:
     """Newest first (submission time, then id); `cursor` continues after the last item of a page.
     `since` (inclusive) and `until` (exclusive) bound the submission time."""
-    where = ["domain = ?"]
-    params: list[Any] = [domain]
-    _submitted_between(where, params, since, until)
+    where = Where.in_domain(domain)
+    where.between("submitted_at", since, until)
     if status is not None:
-        statuses = [s for s in status.split(",") if s]
-        unknown = [s for s in statuses if s not in JobStatus.__members__.values()]
-        if unknown or not statuses:
-            choices = ", ".join(s.value for s in JobStatus)
-            raise InvalidQuery(f"unknown status {', '.join(unknown) or status!r}; one of {choices}")
-        where.append(f"status IN ({', '.join('?' for _ in statuses)})")
-        params += statuses
-    if name is not None:
-        where.append("name = ?")
-        params.append(name)
-    if tag is not None:
-        where.append("list_contains(tags, ?)")
-        params.append(tag)
-    if worker is not None:
-        where.append("worker_id = ?")
-        params.append(worker)
-    if label is not None:
-        where.append("list_contains(labels, ?)")
-        params.append(f"{label[0]}={label[1]}")
+        where.one_of("status", status, (s.value for s in JobStatus))
+    where.equals("name", name)
+    where.has("tags", tag)
+    where.equals("worker_id", worker)
+    where.has("labels", None if label is None else f"{label[0]}={label[1]}")
     if cursor is not None:
         us, after_id = _decode_cursor(cursor)
-        where.append("(epoch_us(submitted_at) < ? OR (epoch_us(submitted_at) = ? AND id < ?))")
-        params += [us, us, after_id]
+        where.add("(epoch_us(submitted_at) < ? OR (epoch_us(submitted_at) = ? AND id < ?))", us, us, after_id)
     rows = cur.execute(
-        f"SELECT state, last_seq, epoch_us(submitted_at), id FROM jobs WHERE {' AND '.join(where)} "
+        f"SELECT state, last_seq, epoch_us(submitted_at), id FROM jobs WHERE {where.sql} "
         "ORDER BY submitted_at DESC, id DESC LIMIT ?",
-        [*params, limit + 1],
+        [*where.params, limit + 1],
     ).fetchall()
     items = [_job(r[0], r[1]) for r in rows[:limit]]
     next_cursor = _encode_cursor(rows[limit - 1][2], rows[limit - 1][3]) if len(rows) > limit else None
     return items, next_cursor
-
-
-def _submitted_between(
-    where: list[str], params: list[Any], since: datetime | None, until: datetime | None
-) -> None:
-    """Bound the submission time; a time without a zone is UTC, as everywhere in the read model."""
-    since = since.replace(tzinfo=UTC) if since is not None and since.tzinfo is None else since
-    until = until.replace(tzinfo=UTC) if until is not None and until.tzinfo is None else until
-    if since is not None and until is not None and since >= until:
-        raise InvalidQuery(f"since ({since.isoformat()}) must be before until ({until.isoformat()})")
-    if since is not None:
-        where.append("submitted_at >= ?")
-        params.append(since)
-    if until is not None:
-        where.append("submitted_at < ?")
-        params.append(until)
 
 
 COUNT_GROUPS = {"status": "status", "name": "name", "worker": "worker_id", "tag": "unnest(tags)"}
@@ -130,20 +95,18 @@ def count_jobs(
     until: datetime | None = None,
 ) -> dict[str, Any]:
     """How many jobs, in total or per status, name, worker or tag (a job counts once per tag)."""
-    where = ["domain = ?"]
-    params: list[Any] = [domain]
-    _submitted_between(where, params, since, until)
-    cond = " AND ".join(where)
-    total = cur.execute(f"SELECT count(*) FROM jobs WHERE {cond}", params).fetchone()
+    where = Where.in_domain(domain)
+    where.between("submitted_at", since, until)
+    total = cur.execute(f"SELECT count(*) FROM jobs WHERE {where.sql}", where.params).fetchone()
     out: dict[str, Any] = {"total": int(total[0]) if total else 0}
     if group_by is None:
         return out
     if group_by not in COUNT_GROUPS:
         raise InvalidQuery(f"group_by must be one of {', '.join(COUNT_GROUPS)}")
     rows = cur.execute(
-        f"SELECT {COUNT_GROUPS[group_by]} AS key, count(*) AS n FROM jobs WHERE {cond} "
+        f"SELECT {COUNT_GROUPS[group_by]} AS key, count(*) AS n FROM jobs WHERE {where.sql} "
         "GROUP BY key ORDER BY n DESC, key NULLS LAST",
-        params,
+        where.params,
     ).fetchall()
     out["group_by"] = group_by
     out["counts"] = [{group_by: key, "count": int(n)} for key, n in rows]

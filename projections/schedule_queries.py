@@ -8,7 +8,8 @@ import msgspec
 
 from events.schedule import ScheduleState
 from projections.mapping import full
-from projections.queries import Cursor, InvalidQuery
+from projections.queries import Cursor
+from projections.where import Where
 
 STATUSES = ("active", "paused", "ended", "invalid", "deleted")
 
@@ -51,26 +52,14 @@ def list_schedules(
     cur: Cursor, domain: str, *, status: str | None = None, name: str | None = None, label: str | None = None
 ) -> list[dict[str, Any]]:
     """By name; deleted schedules only when asked for with status=deleted."""
-    where = ["domain = ?"]
-    params: list[Any] = [domain]
+    where = Where.in_domain(domain)
     if status is not None:
-        wanted = [s for s in status.split(",") if s]
-        unknown = [s for s in wanted if s not in STATUSES]
-        if unknown or not wanted:
-            raise InvalidQuery(
-                f"unknown status {', '.join(unknown) or status!r}; one of {', '.join(STATUSES)}"
-            )
-        where.append(f"status IN ({', '.join('?' for _ in wanted)})")
-        params += wanted
+        where.one_of("status", status, STATUSES)
     else:
-        where.append("status <> 'deleted'")
-    if name is not None:
-        where.append("name = ?")
-        params.append(name)
-    if label is not None:
-        where.append("list_contains(labels, ?)")
-        params.append(label)
-    rows = cur.execute(_SQL + f" WHERE {' AND '.join(where)} ORDER BY name, id", params).fetchall()
+        where.add("status <> 'deleted'")
+    where.equals("name", name)
+    where.has("labels", label)
+    rows = cur.execute(_SQL + f" WHERE {where.sql} ORDER BY name, id", where.params).fetchall()
     return [_schedule(r) for r in rows]
 
 

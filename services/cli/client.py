@@ -72,6 +72,11 @@ class Client:
 
     def sse(self, path: str, **params: Any) -> Iterator[tuple[str, Any]]:
         """Server-Sent Events as (event, decoded data) pairs until the server ends the stream."""
+        for _, event, data in self.sse_raw(path, **params):
+            yield event, json.loads(data)
+
+    def sse_raw(self, path: str, **params: Any) -> Iterator[tuple[str, str, str]]:
+        """Server-Sent Events as (id, event, data) text, as the server framed them."""
         try:
             with (
                 self._http() as http,
@@ -80,12 +85,14 @@ class Client:
                 if r.status_code >= 400:
                     r.read()
                     _raise_for(r, self)
-                event, data = "message", list[str]()
+                id_, event, data = "", "message", list[str]()
                 for line in r.iter_lines():
                     if not line:
                         if data:
-                            yield event, json.loads("\n".join(data))
-                        event, data = "message", []
+                            yield id_, event, "\n".join(data)
+                        id_, event, data = "", "message", []
+                    elif line.startswith("id:"):
+                        id_ = line[3:].strip()
                     elif line.startswith("event:"):
                         event = line[6:].strip()
                     elif line.startswith("data:"):

@@ -11,11 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import msgspec
 
 from events.reference import AGGREGATES, event_types
-from services.cli.client import EXIT_UNAVAILABLE, Client, ClientError, _raise_for
+from services.cli.client import Client
 from services.cli.event_records import Record, parse_iso_ns
 
 # The aggregates each event type can belong to, in the order their unions name them.
@@ -71,27 +70,9 @@ def _record(seq: int, type_: str, data: str) -> Record:
 
 
 def follow(client: Client, since: int | None) -> Iterator[Record]:
-    """The domain's events from `since` (a sequence; None: only new ones) as they land."""
+    """The domain's events from `since` (a sequence; None: only new ones) as they land; the
+    stream's keep-alive comments and frames without a sequence are not events."""
     params = {"since": since} if since is not None else {}
-    try:
-        with (
-            client._http() as http,  # the client's headers, base URL and token checks, in one place
-            http.stream("GET", "/events", params=params, timeout=httpx.Timeout(30.0, read=None)) as r,
-        ):
-            if r.status_code >= 400:
-                r.read()
-                _raise_for(r, client)
-            seq, type_, data = 0, "", list[str]()
-            for line in r.iter_lines():
-                if not line:
-                    if data and seq:
-                        yield _record(seq, type_, "\n".join(data))
-                    seq, type_, data = 0, "", list[str]()
-                elif line.startswith("id:"):
-                    seq = int(line[3:].strip() or 0)
-                elif line.startswith("event:"):
-                    type_ = line[6:].strip()
-                elif line.startswith("data:"):
-                    data.append(line[5:].strip())
-    except httpx.HTTPError as exc:
-        raise ClientError(f"lost the event stream from {client.url}: {exc}", EXIT_UNAVAILABLE) from exc
+    for id_, type_, data in client.sse_raw("/events", **params):
+        if id_.isdigit() and int(id_):
+            yield _record(int(id_), type_, data)

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from events.ids import new_id
-from events.job import JobSpec, JobState, Submitted
+from events.job import JobSpec, JobState, Submitted, decide_cancel
 from events.store import EventStore, job_append
 from services.dispatcher.service import Dispatcher
 from services.worker.agent import Worker
@@ -69,6 +69,20 @@ class Engine:
                 return state
             await asyncio.sleep(0.05)
         raise AssertionError(f"job {job_id} never got there; last: {state.status} {state.error}")
+
+    async def mixed(self, ok: list[JobSpec], flaky: JobSpec, held: JobSpec) -> tuple[list[str], str, str]:
+        """A log with every ending: the `ok` jobs and the retried `flaky` one run to the end, `held`
+        (which no worker matches) waits and is then cancelled. Returns the three kinds' ids."""
+        ok_ids = [await self.submit(s) for s in ok]
+        flaky_id = await self.submit(flaky)
+        held_id = await self.submit(held)
+        for job_id in [*ok_ids, flaky_id]:
+            await self.wait(job_id, lambda s: s.terminal)
+        await self.wait(held_id, lambda s: s.pending_reason is not None)
+        state, last = await self.store.read_job(self.domain, held_id)
+        assert state is not None
+        await self.store.append(job_append(decide_cancel(state, "test"), last))
+        return ok_ids, flaky_id, held_id
 
     async def ready(self, worker_id: str, timeout: float = 10) -> None:
         deadline = time.monotonic() + timeout

@@ -25,7 +25,7 @@ from events import template as template_events
 from events import worker as worker_events
 from events.codec import encode
 from events.ids import new_id
-from events.job import CancelRequested, JobSpec, ShellExecutor, Submitted, decide_cancel
+from events.job import CancelRequested, JobSpec, ShellExecutor, Submitted
 from events.store import EventStore, job_append
 from events.streams import provision
 from projections import mapping, projector, verify
@@ -49,15 +49,11 @@ async def write_log(url: str, store: EventStore, nc: NATS) -> list[str]:
         e.start_dispatcher()
         e.start_worker("rw", tags=["blue"], max_concurrency=4)
         await e.ready("rw")
-        ok = [await e.submit(spec(f"echo {i}", name=f"n{i % 3}", labels={"k": str(i % 2)})) for i in range(9)]
-        flaky = await e.submit(spec("exit 3", max_retries=2, retry_backoff_s=0.05))
-        held = await e.submit(spec(tags=["red"]))
-        for job_id in [*ok, flaky]:
-            await e.wait(job_id, lambda s: s.terminal)
-        await e.wait(held, lambda s: s.pending_reason is not None)
-        state, last = await store.read_job(e.domain, held)
-        assert state is not None
-        await store.append(job_append(decide_cancel(state, "test"), last))
+        ok, flaky, held = await e.mixed(
+            [spec(f"echo {i}", name=f"n{i % 3}", labels={"k": str(i % 2)}) for i in range(9)],
+            spec("exit 3", max_retries=2, retry_backoff_s=0.05),
+            spec(tags=["red"]),
+        )
         js = jetstream(nc)
         await js.publish(subjects.job(e.domain, new_id(), "submitted"), b"{not json")
         # An event for a job that finished long before: a chunked replay must load it back.

@@ -1,7 +1,7 @@
 """Analytics routes: questions about runs over a time range, each scoped to the caller's domain.
 
-The SQL is in projections/analytics.py; these routes parse the range and map a range or
-interval it cannot answer to 422.
+The SQL is in projections/analytics.py; these routes parse the range (one dependency for a
+plain range, one for a bucketed one) and map a range or interval it cannot answer to 422.
 """
 
 from __future__ import annotations
@@ -35,9 +35,28 @@ def _window(since: datetime | None, until: datetime | None, interval: str | None
         raise HTTPException(422, detail=str(exc)) from exc
 
 
-async def _ask(request: Request, fn: Callable[..., dict[str, Any]], *args: Any, **kw: Any) -> dict[str, Any]:
+def time_range(since: datetime | None = Since, until: datetime | None = Until) -> analytics.Window:
+    """`since`/`until` of a route that answers over the whole range."""
+    return _window(since, until)
+
+
+def bucketed_range(
+    since: datetime | None = Since, until: datetime | None = Until, interval: str = Interval
+) -> analytics.Window:
+    """`since`/`until`/`interval` of a route that answers bucket by bucket."""
+    return _window(since, until, interval)
+
+
+Range = Depends(time_range)
+Buckets = Depends(bucketed_range)
+
+
+async def _answer(
+    request: Request, who: Caller, win: analytics.Window, fn: Callable[..., dict[str, Any]], *args: Any
+) -> dict[str, Any]:
+    """`fn(domain, window, *args)` off the event loop, with the range it covered."""
     try:
-        return await query(request, fn, *args, **kw)
+        body = await query(request, fn, who.domain, win, *args)
     except analytics.AnalyticsQueryError as exc:
         raise HTTPException(422, detail=str(exc)) from exc
     except duckdb.CatalogException as exc:
@@ -46,82 +65,64 @@ async def _ask(request: Request, fn: Callable[..., dict[str, Any]], *args: Any, 
             503, detail="the read model is being rebuilt for a new schema version; analytics answer once "
             "it has caught up (see /ready)", headers={"Retry-After": "10"},
         ) from exc  # fmt: skip
-
-
-def _answer(win: analytics.Window, who: Caller, body: dict[str, Any]) -> dict[str, Any]:
     return {"domain": who.domain, "since": win.since.isoformat(), "until": win.until.isoformat(), **body}
 
 
 @router.get("/runs", summary="Attempts over time, by status (bucketed by dispatch time)")
 async def runs(
-    request: Request, who: Caller = Depends(caller), since: datetime | None = Since,
-    until: datetime | None = Until, interval: str = Interval,
-) -> dict[str, Any]:  # fmt: skip
-    win = _window(since, until, interval)
-    return _answer(win, who, await _ask(request, analytics.runs_over_time, who.domain, win))
+    request: Request, who: Caller = Depends(caller), win: analytics.Window = Buckets
+) -> dict[str, Any]:
+    return await _answer(request, who, win, analytics.runs_over_time)
 
 
 @router.get("/durations", summary="Success rate and duration p50/p90/p99 per job name, tag, label or worker")
 async def durations(
-    request: Request, who: Caller = Depends(caller), since: datetime | None = Since,
-    until: datetime | None = Until,
+    request: Request, who: Caller = Depends(caller), win: analytics.Window = Range,
     group_by: str = Query(default="name", description="name | tag | label | worker"),
     limit: int = Query(default=100, ge=1, le=analytics.MAX_TOP),
 ) -> dict[str, Any]:  # fmt: skip
-    win = _window(since, until)
-    body = await _ask(request, analytics.durations, who.domain, win, group_by, limit)
-    return _answer(win, who, body)
+    return await _answer(request, who, win, analytics.durations, group_by, limit)
 
 
 @router.get("/queue-wait", summary="Queue wait (queued → dispatched) over time: count and percentiles")
 async def queue_wait(
-    request: Request, who: Caller = Depends(caller), since: datetime | None = Since,
-    until: datetime | None = Until, interval: str = Interval,
-) -> dict[str, Any]:  # fmt: skip
-    win = _window(since, until, interval)
-    return _answer(win, who, await _ask(request, analytics.queue_wait, who.domain, win))
+    request: Request, who: Caller = Depends(caller), win: analytics.Window = Buckets
+) -> dict[str, Any]:
+    return await _answer(request, who, win, analytics.queue_wait)
 
 
 @router.get("/slowest", summary="The longest finished attempts")
 async def slowest(
-    request: Request, who: Caller = Depends(caller), since: datetime | None = Since,
-    until: datetime | None = Until, limit: int = Limit,
-) -> dict[str, Any]:  # fmt: skip
-    win = _window(since, until)
-    return _answer(win, who, await _ask(request, analytics.slowest, who.domain, win, limit))
+    request: Request, who: Caller = Depends(caller), win: analytics.Window = Range, limit: int = Limit
+) -> dict[str, Any]:
+    return await _answer(request, who, win, analytics.slowest, limit)
 
 
 @router.get("/failing", summary="The job names with the most failed attempts")
 async def failing(
-    request: Request, who: Caller = Depends(caller), since: datetime | None = Since,
-    until: datetime | None = Until, limit: int = Limit,
-) -> dict[str, Any]:  # fmt: skip
-    win = _window(since, until)
-    return _answer(win, who, await _ask(request, analytics.failing, who.domain, win, limit))
+    request: Request, who: Caller = Depends(caller), win: analytics.Window = Range, limit: int = Limit
+) -> dict[str, Any]:
+    return await _answer(request, who, win, analytics.failing, limit)
 
 
 @router.get("/failures", summary="Failed attempts by outcome, exit code and error")
 async def failures(
-    request: Request, who: Caller = Depends(caller), since: datetime | None = Since,
-    until: datetime | None = Until, limit: int = Query(default=50, ge=1, le=analytics.MAX_TOP),
+    request: Request, who: Caller = Depends(caller), win: analytics.Window = Range,
+    limit: int = Query(default=50, ge=1, le=analytics.MAX_TOP),
 ) -> dict[str, Any]:  # fmt: skip
-    win = _window(since, until)
-    return _answer(win, who, await _ask(request, analytics.failures_by_cause, who.domain, win, limit))
+    return await _answer(request, who, win, analytics.failures_by_cause, limit)
 
 
 @router.get("/utilisation", summary="Busy worker slots over time, against the slots workers offer")
 async def utilisation(
-    request: Request, who: Caller = Depends(caller), since: datetime | None = Since,
-    until: datetime | None = Until, interval: str = Interval,
-) -> dict[str, Any]:  # fmt: skip
-    win = _window(since, until, interval)
-    return _answer(win, who, await _ask(request, analytics.utilisation, who.domain, win, utcnow()))
+    request: Request, who: Caller = Depends(caller), win: analytics.Window = Buckets
+) -> dict[str, Any]:
+    return await _answer(request, who, win, analytics.utilisation, utcnow())
 
 
 @router.get("/schedules", summary="Per schedule: ticks fired, skipped, queued, missed, and lateness")
 async def schedules(
-    request: Request, who: Caller = Depends(caller), since: datetime | None = Since,
-    until: datetime | None = Until, limit: int = Query(default=100, ge=1, le=analytics.MAX_TOP),
+    request: Request, who: Caller = Depends(caller), win: analytics.Window = Range,
+    limit: int = Query(default=100, ge=1, le=analytics.MAX_TOP),
 ) -> dict[str, Any]:  # fmt: skip
-    win = _window(since, until)
-    return _answer(win, who, await _ask(request, analytics.schedule_lateness, who.domain, win, limit))
+    return await _answer(request, who, win, analytics.schedule_lateness, limit)
