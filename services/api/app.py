@@ -28,6 +28,7 @@ from services.api.routes import (
     health,
     info,
     jobs,
+    read_model,
     schedules,
     sql,
     templates,
@@ -129,6 +130,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         info.router,
         analytics.router,
         sql.router,
+        read_model.router,
     ):
         app.include_router(router, prefix=API_PREFIX)
     if UI_DIST.is_dir():

@@ -6,6 +6,7 @@ import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -13,6 +14,7 @@ import httpx
 DEFAULT_URL = "http://127.0.0.1:8000"
 API_PREFIX = "/api/v1"
 TIMEOUT_S = 30.0
+DOWNLOAD_READ_S = 300.0  # a snapshot is copied before its first byte is sent
 
 # Exit codes the CLI uses, so scripts can tell failures apart.
 EXIT_JOB_FAILED = 1
@@ -69,6 +71,22 @@ class Client:
 
     def post(self, path: str, body: Any = None, headers: dict[str, str] | None = None) -> Any:
         return self.request("POST", path, json=body, headers=headers or {})
+
+    def download(self, path: str, to: Path) -> None:
+        """A file the API sends, streamed to `to` (a large body never held in memory)."""
+        try:
+            with (
+                self._http() as http,
+                http.stream("GET", path, timeout=httpx.Timeout(TIMEOUT_S, read=DOWNLOAD_READ_S)) as r,
+            ):
+                if r.status_code >= 400:
+                    r.read()
+                    _raise_for(r, self)
+                with to.open("wb") as out:
+                    for chunk in r.iter_bytes():
+                        out.write(chunk)
+        except httpx.HTTPError as exc:
+            raise ClientError(f"cannot download {path} from {self.url}: {exc}", EXIT_UNAVAILABLE) from exc
 
     def sse(self, path: str, **params: Any) -> Iterator[tuple[str, Any]]:
         """Server-Sent Events as (event, decoded data) pairs until the server ends the stream."""

@@ -128,6 +128,14 @@ def replay(
         Path,
         typer.Option("--db", help="the live read model --verify compares with (not held by a running API)"),
     ] = Path(".jobstream") / "projection.duckdb",
+    from_api: Annotated[
+        bool,
+        typer.Option(
+            "--api",
+            help="--verify the read model a running API holds: it sends a consistent snapshot "
+            "(JOBSTREAM_URL; the admin token from JOBSTREAM_TOKEN or --data-dir)",
+        ),
+    ] = False,
     url: NatsUrl = None,
     data_dir: DataDir = Path(".jobstream"),
 ) -> None:
@@ -144,8 +152,14 @@ def replay(
         raise _fail(
             f"{into} exists: replay builds a new file (remove it, or pick another name)", EXIT_BAD_INPUT
         )
+    if from_api and not verify:
+        raise _fail("--api goes with --verify", EXIT_BAD_INPUT)
+    if verify and from_api:
+        with _snapshot(data_dir) as snap:
+            _verify(nats_url(url, data_dir), snap, into, "the API's read model")
+        return
     if verify:
-        _verify(nats_url(url, data_dir), db, into)
+        _verify(nats_url(url, data_dir), db, into, str(db))
         return
     assert into is not None
     from projections.replay import discard, swap_in
@@ -166,7 +180,31 @@ def replay(
     )
 
 
-def _verify(url: str, db: Path, into: Path | None) -> None:
+@contextlib.contextmanager
+def _snapshot(data_dir: Path) -> Iterator[Path]:
+    """The running API's read model, downloaded into a temporary file (removed after)."""
+    import os
+
+    import httpx
+
+    from services.cli.client import Client, ClientError
+
+    token = os.environ.get("JOBSTREAM_TOKEN")
+    if not token and (data_dir / "admin_token").is_file():
+        token = (data_dir / "admin_token").read_text().strip()
+    client = Client.from_env(token=token)
+    with tempfile.TemporaryDirectory(prefix="jobstream-verify-") as tmp:
+        path = Path(tmp) / "live.duckdb"
+        try:
+            client.download("/admin/read-model/snapshot", path)
+        except ClientError as exc:
+            raise _fail(f"the API sent no snapshot: {exc}", exc.exit_code) from exc
+        except (httpx.HTTPError, OSError) as exc:
+            raise _fail(f"the API sent no snapshot: {exc}", EXIT_UNREADABLE) from exc
+        yield path
+
+
+def _verify(url: str, db: Path, into: Path | None, name: str) -> None:
     import duckdb
 
     from projections import schema
@@ -180,8 +218,8 @@ def _verify(url: str, db: Path, into: Path | None) -> None:
         con = duckdb.connect(str(db), read_only=True)
     except duckdb.Error as exc:
         raise _fail(
-            f"cannot open {db} read-only ({exc}); a running API or projector holds it: stop it, "
-            "or verify a copy taken while it was stopped",
+            f"cannot open {db} read-only ({exc}); a running API or projector holds it: "
+            "give --api to verify the API's own read model, or stop it",
             EXIT_BAD_INPUT,
         ) from exc
     try:
@@ -207,12 +245,12 @@ def _verify(url: str, db: Path, into: Path | None) -> None:
                 f"the log ends at seq {prog.seq}, before the live checkpoint {live_seq}", EXIT_DIFFERENT
             )
         checks = compare(db, scratch)
-    _print_checks(checks, db, live_seq)
+    _print_checks(checks, name, live_seq)
     if not all(c.equal for c in checks):
         raise typer.Exit(EXIT_DIFFERENT)
 
 
-def _print_checks(checks: list[TableCheck], db: Path, live_seq: int) -> None:
+def _print_checks(checks: list[TableCheck], db: str, live_seq: int) -> None:
     for c in checks:
         verdict = "equal" if c.equal else "DIFFERENT"
         typer.echo(f"{c.table:<14} {c.rows[0]:>10,} rows  sha256 {c.hashes[0][:16]}  {verdict}")

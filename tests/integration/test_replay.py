@@ -35,6 +35,8 @@ from projections.replay import replay
 from services.runtime.connect import connect, jetstream
 from services.runtime.nats_server import NatsServer
 from tests.integration.harness import engine
+from tests.integration.inprocess import TOKEN
+from tests.integration.served import served_api
 
 TIMEOUT_S = 120.0
 
@@ -146,8 +148,9 @@ def test_the_fold_reads_no_clock_and_draws_no_randomness() -> None:
         assert not forbidden.findall(source), forbidden.findall(source)
 
 
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
+def cli(*args: str, **extra_env: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("NATS_URL", "NATS_SERVICE_PASSWORD")}
+    env |= extra_env
     return subprocess.run(
         [sys.executable, "-m", "services.cli", "replay", *args],
         capture_output=True, text=True, timeout=TIMEOUT_S, env=env,
@@ -211,6 +214,49 @@ async def test_replay_command_builds_a_file_and_verify_finds_a_tampered_row(
     assert "rebuild: seq" in rebuilt.stderr
     healed = await asyncio.to_thread(cli, "--verify", "--db", live, "--nats-url", url)
     assert healed.returncode == 0, healed.stdout + healed.stderr
+
+
+async def test_verify_of_the_read_model_a_running_api_holds(
+    own_nats_server: NatsServer, tmp_path: Path
+) -> None:
+    """The API's process holds its file, so no other can open it: `--api` verifies a snapshot the
+    API takes inside one transaction, and a tampered row in the live file still shows."""
+    url = own_nats_server.url
+    nc = await connect(url, "test")
+    await provision(jetstream(nc))
+    store = EventStore(nc, jetstream(nc))
+    try:
+        jobs = await write_log(url, store, nc)
+        last = await store.last_seq()
+    finally:
+        await nc.close()
+    db = tmp_path / "projection.duckdb"
+    with served_api(url, tmp_path) as api:
+        env = {"JOBSTREAM_URL": api, "JOBSTREAM_TOKEN": TOKEN}
+        locked = await asyncio.to_thread(cli, "--verify", "--db", str(db), "--nats-url", url)
+        assert locked.returncode == 2 and "give --api" in locked.stderr, locked.stderr
+        same = await asyncio.to_thread(cli, "--verify", "--api", "--nats-url", url, **env)
+        assert same.returncode == 0, same.stdout + same.stderr
+        seq = int(re.findall(r"replayed to seq ([\d,]+)", same.stdout)[0].replace(",", ""))
+        assert seq >= last and "equals" in same.stdout and "the API's read model" in same.stdout
+        assert list(tmp_path.glob("snapshot-*")) == []  # each copy is removed once sent
+
+        stranger = await asyncio.to_thread(
+            cli, "--verify", "--api", "--nats-url", url, JOBSTREAM_URL=api, JOBSTREAM_TOKEN="jst_wrong"
+        )
+        assert stranger.returncode not in (0, 1) and "no snapshot" in stranger.stderr, stranger.stderr
+        alone = await asyncio.to_thread(cli, "--api", "--into", str(tmp_path / "x.duckdb"), **env)
+        assert alone.returncode == 2 and "--api goes with --verify" in alone.stderr
+
+    # A row changed behind the projector's back is in the snapshot, and verify names it.
+    with duckdb.connect(str(db)) as con:
+        con.execute("UPDATE jobs SET status = 'succeeded' WHERE id = ?", [jobs[-1]])
+    with served_api(url, tmp_path) as api:
+        differs = await asyncio.to_thread(
+            cli, "--verify", "--api", "--nats-url", url, JOBSTREAM_URL=api, JOBSTREAM_TOKEN=TOKEN
+        )
+        assert differs.returncode == 1, differs.stdout + differs.stderr
+        assert "differs from the log" in differs.stdout and jobs[-1] in differs.stdout
 
 
 @pytest.mark.parametrize("missing", ["--db"])
