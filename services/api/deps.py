@@ -42,12 +42,32 @@ async def query(request: Request, fn: Callable[..., T], *args: Any, **kwargs: An
     return await asyncio.to_thread(run)
 
 
-async def settle(request: Request, seq: int) -> None:
-    """Answer a write only once the projection shows it."""
+class NotYetShown(Exception):
+    """A write the log holds (at `seq`) that the read model does not show yet. Not a failure:
+    answered 202 with what the write made (ids, a token shown once), so a client neither loses
+    it nor sends it again."""
+
+    def __init__(self, seq: int, landed: dict[str, Any], rebuilding: bool) -> None:
+        why = "is being rebuilt for a new schema version" if rebuilding else "lags behind the log"
+        super().__init__(
+            f"the write landed in the log at seq {seq}, but the read model {why} and does not show "
+            "it yet: do not send it again; read it back in a few seconds"
+        )
+        self.seq = seq
+        self.landed = landed
+
+
+async def settle(request: Request, seq: int, **landed: Any) -> None:
+    """Answer a write only once the projection shows it; `landed` is what the write made, for the
+    202 answered instead when the projection cannot show it in time (or is being rebuilt, when it
+    cannot until the switch: then at once)."""
     if seq <= 0:
         seq = await store(request).last_seq()
-    if not await projector(request).wait_for(seq, READ_YOUR_WRITES_TIMEOUT_S):
-        raise HTTPException(503, detail=f"the write landed (seq {seq}) but the read model lags behind")
+    proj = projector(request)
+    if proj.applied_seq >= seq:
+        return
+    if proj.building is not None or not await proj.wait_for(seq, READ_YOUR_WRITES_TIMEOUT_S):
+        raise NotYetShown(seq, landed, rebuilding=proj.building is not None)
 
 
 def open_stream(request: Request, key: str) -> Callable[[], None]:

@@ -14,6 +14,7 @@ from nats.js.errors import ServiceUnavailableError
 from events.base import Conflict, DomainError, NotFound
 from events.firetimes import ScheduleError
 from events.store import AppendUncertain
+from services.api.deps import NotYetShown
 from services.api.models import UNION_TAGS
 
 STATUS: dict[type[DomainError], int] = {NotFound: 404, Conflict: 409, ScheduleError: 422}
@@ -61,6 +62,14 @@ def install(app: FastAPI) -> None:
 
     for cls in UNAVAILABLE:
         app.add_exception_handler(cls, _unavailable)
+
+    @app.exception_handler(NotYetShown)
+    async def not_yet_shown(_: Request, exc: NotYetShown) -> JSONResponse:
+        return JSONResponse(
+            {"accepted": True, "seq": exc.seq, **exc.landed, "detail": str(exc)},
+            status_code=202,
+            headers={"Retry-After": str(RETRY_AFTER_S)},
+        )
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -23,6 +23,7 @@ EXIT_AUTH = 3
 EXIT_NOT_FOUND = 4
 EXIT_UNAVAILABLE = 5
 EXIT_WAIT_TIMEOUT = 6  # `submit --wait --wait-timeout`: the job had not ended in time
+EXIT_NOT_YET_SHOWN = 7  # the write landed in the log, but the read model does not show it yet
 
 
 class ClientError(Exception):
@@ -64,7 +65,10 @@ class Client:
                 EXIT_UNAVAILABLE,
             ) from exc
         _raise_for(response, self)
-        return response.json() if response.content else None
+        body = response.json() if response.content else None
+        if response.status_code == 202 and isinstance(body, dict) and body.get("accepted") is True:
+            raise not_yet_shown(body)
+        return body
 
     def get(self, path: str, **params: Any) -> Any:
         return self.request("GET", path, params={k: v for k, v in params.items() if v is not None})
@@ -117,6 +121,13 @@ class Client:
                         data.append(line[5:].strip())
         except httpx.HTTPError as exc:
             raise ClientError(f"lost the stream from {self.url}: {exc}", EXIT_UNAVAILABLE) from exc
+
+
+def not_yet_shown(body: dict[str, Any]) -> ClientError:
+    """A 202: the write is in the log, so it must not be sent again; what it made (a job's id, a
+    token shown once) is in the message, since the read model cannot show it yet."""
+    made = {k: v for k, v in body.items() if k not in ("accepted", "detail")}
+    return ClientError(f"{body.get('detail', 'accepted')} — {json.dumps(made)}", EXIT_NOT_YET_SHOWN)
 
 
 def base_url(url: str) -> str:

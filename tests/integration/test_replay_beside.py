@@ -131,6 +131,15 @@ def test_the_api_answers_from_the_old_model_and_ready_and_metrics_show_the_build
         domain = api.get("/api/v1/admin/domains/prod", headers=AUTH)  # answered from the old file
         assert domain.status_code == 200 and domain.json()["name"] == "prod", domain.text
         assert api.get("/api/v1/jobs", headers=AUTH).status_code == 200
+        # A write lands in the log but the old file cannot show it: 202 at once, with what it made.
+        began = time.monotonic()
+        job = {"name": "during", "executor": {"type": "shell", "script": "true"}, "tags": ["nowhere"]}
+        submitted = api.post("/api/v1/jobs", json=job, headers=AUTH)
+        assert submitted.status_code == 202, submitted.text
+        assert submitted.json()["accepted"] is True and "rebuilt" in submitted.json()["detail"]
+        token = api.post("/api/v1/admin/domains/prod/tokens", json={"name": "during"}, headers=AUTH)
+        assert token.status_code == 202 and token.json()["token"].startswith("jst_"), token.text
+        assert time.monotonic() - began < 5, "a write during a build waited for a switch"
 
         deadline = time.monotonic() + 120
         while "replay" in api.get("/ready").json() and time.monotonic() < deadline:
@@ -138,3 +147,8 @@ def test_the_api_answers_from_the_old_model_and_ready_and_metrics_show_the_build
         ready = api.get("/ready").json()
         assert ready["status"] == "ready" and "replay" not in ready, ready
         assert "jobstream_read_model_building 0.0" in api.get("/metrics").text
+        # After the switch both writes show, and the token shown once in the 202 works.
+        shown = api.get(f"/api/v1/jobs/{submitted.json()['id']}", headers=AUTH)
+        assert shown.status_code == 200 and shown.json()["spec"]["name"] == "during", shown.text
+        mine = {"Authorization": f"Bearer {token.json()['token']}"}
+        assert api.get("/api/v1/jobs", headers=mine).status_code == 200

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from services.cli.client import EXIT_AUTH, EXIT_UNAVAILABLE, Client, ClientError, base_url
+from services.cli.client import EXIT_AUTH, EXIT_NOT_YET_SHOWN, EXIT_UNAVAILABLE, Client, ClientError, base_url
 
 
 @pytest.mark.parametrize(
@@ -87,3 +87,31 @@ def test_status_names_the_up_that_owns_a_data_dir(tmp_path: Path) -> None:
         owned is not None
         and f"in use by jobstream up pid {os.getpid()}, API http://127.0.0.1:1" in owned.detail
     )
+
+
+class _Accepting(http.server.BaseHTTPRequestHandler):
+    """A jobstream API whose read model cannot show a write yet: 202 with what it made."""
+
+    def do_POST(self) -> None:
+        body = json.dumps({"accepted": True, "seq": 41, "id": "j1", "detail": "landed at seq 41"}).encode()
+        self.send_response(202)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_args: object) -> None:
+        pass
+
+
+def test_a_write_the_read_model_does_not_show_yet_names_what_it_made() -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Accepting)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(ClientError) as info:
+            Client.from_env(f"http://127.0.0.1:{server.server_address[1]}", "t").post("/jobs", {})
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert info.value.exit_code == EXIT_NOT_YET_SHOWN
+    assert "landed at seq 41" in str(info.value) and '"id": "j1"' in str(info.value)

@@ -89,8 +89,8 @@ async def create(body: DomainIn, request: Request, who: Caller = Depends(admin))
     decide_create(body.name, who.actor, body.description)  # a bad name is refused before anything
     await provision_logs(js(request), [body.name])
     token, seq = await commands.create(store(request), body.name, who.actor, body.description)
-    await settle(request, seq)
     first = NewTokenOut(id=token.event.token_id, name=token.event.name, token=token.value)
+    await settle(request, seq, name=body.name, token=first.model_dump())
     return {**_view(request, body.name), "token": first.model_dump()}
 
 
@@ -108,8 +108,9 @@ async def get_domain(name: str, request: Request, who: Caller = Depends(admin)) 
 @router.post("/{name}/tokens", status_code=201, summary="Add a token; its value is in the answer, once")
 async def add_token(name: str, body: TokenIn, request: Request, who: Caller = Depends(admin)) -> NewTokenOut:
     token, seq = await commands.issue(store(request), name, body.name, who.actor)
-    await settle(request, seq)
-    return NewTokenOut(id=token.event.token_id, name=token.event.name, token=token.value)
+    out = NewTokenOut(id=token.event.token_id, name=token.event.name, token=token.value)
+    await settle(request, seq, domain=name, **out.model_dump())
+    return out
 
 
 @router.get("/{name}/tokens", summary="A domain's tokens: id, name, created, expiry, revocation, last use")
@@ -122,7 +123,7 @@ async def revoke(name: str, token_id: str, request: Request, who: Caller = Depen
     if not is_token(token_id):
         raise HTTPException(404, detail=f"token {token_id} not found")
     seq = await commands.change(store(request), name, lambda s: [decide_revoke(s, token_id, who.actor)])
-    await settle(request, seq)
+    await settle(request, seq, name=name)
     return _view(request, name)
 
 
@@ -133,8 +134,9 @@ async def rotate(
 ) -> NewTokenOut:
     overlap = body.overlap_s if body else RotateIn().overlap_s
     token, seq = await commands.rotate(store(request), name, token_id, overlap, who.actor)
-    await settle(request, seq)
-    return NewTokenOut(id=token.event.token_id, name=token.event.name, token=token.value)
+    out = NewTokenOut(id=token.event.token_id, name=token.event.name, token=token.value)
+    await settle(request, seq, domain=name, **out.model_dump())
+    return out
 
 
 @router.post("/{name}/disable", summary="Refuse the domain's tokens (403) until enabled; data stays")
@@ -143,14 +145,14 @@ async def disable(
 ) -> dict[str, Any]:
     reason = body.reason if body else ""
     seq = await commands.change(store(request), name, lambda s: [decide_disable(s, who.actor, reason)])
-    await settle(request, seq)
+    await settle(request, seq, name=name)
     return _view(request, name)
 
 
 @router.post("/{name}/enable", summary="Accept the domain's tokens again")
 async def enable(name: str, request: Request, who: Caller = Depends(admin)) -> dict[str, Any]:
     seq = await commands.change(store(request), name, lambda s: [decide_enable(s, who.actor)])
-    await settle(request, seq)
+    await settle(request, seq, name=name)
     return _view(request, name)
 
 
@@ -161,5 +163,5 @@ async def delete(name: str, request: Request, who: Caller = Depends(admin)) -> d
         await drop_logs(js(request), name)
     except Exception as exc:  # the domain is gone; its output then ages out instead
         log.warning("domain %s deleted, but its output stream stays until it ages out: %r", name, exc)
-    await settle(request, seq)
+    await settle(request, seq, name=name)
     return _view(request, name, deleted_ok=True)

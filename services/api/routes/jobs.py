@@ -48,7 +48,7 @@ async def submit(
     [sub] = await commands.submit_many(
         store(request), who.domain, who.actor, [spec], idempotency_key, templates=[ref]
     )
-    await settle(request, sub.seq)
+    await settle(request, sub.seq, id=sub.job_id, created=sub.created)
     if not sub.created:
         response.status_code = 200
     return await _job_or_404(request, who, sub.job_id)
@@ -67,7 +67,10 @@ async def submit_batch(
         store(request), who.domain, who.actor, specs, idempotency_key, templates=refs
     )
     created = sum(1 for s in subs if s.created)
-    await settle(request, max((s.seq for s in subs), default=0) if created == len(subs) else 0)
+    await settle(
+        request, max((s.seq for s in subs), default=0) if created == len(subs) else 0,
+        ids=[s.job_id for s in subs], created=created, existing=len(subs) - created,
+    )  # fmt: skip
     if created == 0:
         response.status_code = 200
     return BatchOut(ids=[s.job_id for s in subs], created=created, existing=len(subs) - created)
@@ -138,7 +141,7 @@ async def cancel(
 ) -> dict[str, Any]:
     await _job_or_404(request, who, job_id)
     seq = await commands.cancel(store(request), who.domain, job_id, who.actor, body.reason if body else "")
-    await settle(request, seq)
+    await settle(request, seq, id=job_id)
     return await _job_or_404(request, who, job_id)
 
 
@@ -146,7 +149,7 @@ async def cancel(
 async def retry(job_id: str, request: Request, who: Caller = Depends(caller)) -> dict[str, Any]:
     await _job_or_404(request, who, job_id)
     sub = await commands.retry(store(request), who.domain, job_id, who.actor)
-    await settle(request, sub.seq)
+    await settle(request, sub.seq, id=sub.job_id, retry_of=job_id)
     return await _job_or_404(request, who, sub.job_id)
 
 

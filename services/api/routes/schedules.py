@@ -74,7 +74,7 @@ async def create(body: ScheduleIn, request: Request, who: Caller = Depends(calle
         )
     spec = await _spec(request, who, body)
     schedule_id, seq = await commands.create(store(request), who.domain, who.actor, spec)
-    await settle(request, seq)
+    await settle(request, seq, id=schedule_id)
     return await _view(request, who, schedule_id)
 
 
@@ -98,7 +98,7 @@ async def upsert(
             return None if wanted == state.spec else decide_update(state, wanted, who.actor)
 
         seq = await commands.change(store(request), who.domain, schedule_id, decide)
-    await settle(request, seq)
+    await settle(request, seq, id=schedule_id)
     # Said in the body too: a script must know whether its upsert changed anything.
     return {**await _view(request, who, schedule_id), "upsert": outcome}
 
@@ -142,7 +142,7 @@ async def patch(
         return decide_update(state, msgspec.structs.replace(spec, paused=state.spec.paused), who.actor)
 
     seq = await commands.change(store(request), who.domain, schedule_id, decide)
-    await settle(request, seq)
+    await settle(request, seq, id=schedule_id)
     return await _view(request, who, schedule_id)
 
 
@@ -157,7 +157,7 @@ async def _decide(
     """One decision on a live schedule, answered once the projection shows it."""
     await _live(request, who, schedule_id)
     seq = await commands.change(store(request), who.domain, schedule_id, decide)
-    await settle(request, seq)
+    await settle(request, seq, id=schedule_id)
     return await _view(request, who, schedule_id)
 
 
@@ -203,7 +203,7 @@ async def enable(
 async def run_now(schedule_id: str, request: Request, who: Caller = Depends(caller)) -> dict[str, Any]:
     await _live(request, who, schedule_id)
     job_id, seq = await commands.run_now(store(request), who.domain, schedule_id, who.actor)
-    await settle(request, seq)
+    await settle(request, seq, id=schedule_id, job_id=job_id)
     return {"job_id": job_id, "schedule": await _view(request, who, schedule_id)}
 
 
@@ -215,8 +215,9 @@ async def backfill(
     ticks, fired, existing, queued, seq = await commands.backfill(
         store(request), who.domain, schedule_id, who.actor, body.start, body.end, body.overlap_policy
     )
-    await settle(request, seq)
-    return BackfillOut(ticks=len(ticks), fired=fired, existing=existing, queued=queued)
+    out = BackfillOut(ticks=len(ticks), fired=fired, existing=existing, queued=queued)
+    await settle(request, seq, id=schedule_id, **out.model_dump())
+    return out
 
 
 @router.get("/{schedule_id}/runs", summary="Tick history: tick, fire time, job and its status, lateness")

@@ -44,14 +44,14 @@ async def save(
         event = decide_save(state, who.domain, name, spec, who.actor, body.description)
         if event is None:
             response.status_code = 200
-            await settle(request, last)
+            await settle(request, last, name=name)
             return await _view(request, who, name)
         try:
             seq = (await store(request).append(template_append(event, last))).seq
         except WrongExpectedSequence:
             continue
         response.status_code = 201
-        await settle(request, seq)
+        await settle(request, seq, name=name)
         return await _view(request, who, name)
     raise Conflict(f"template {name} kept changing; try again")
 
@@ -85,5 +85,5 @@ async def delete(name: str, request: Request, who: Caller = Depends(caller)) -> 
     state, last = await store(request).read_template(who.domain, name)
     assert state is not None
     seq = (await store(request).append(template_append(decide_delete(state, who.actor), last))).seq
-    await settle(request, seq)
+    await settle(request, seq, name=name)
     return {"name": name, "status": "deleted"}
