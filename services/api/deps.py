@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from fastapi import HTTPException, Request
+from fastapi import Header, HTTPException, Request
 from nats.js import JetStreamContext
 
 from events.store import EventStore
@@ -14,6 +14,12 @@ from projections.projector import Projector
 from services.api.settings import READ_YOUR_WRITES_TIMEOUT_S
 
 T = TypeVar("T")
+
+
+# What a browser's EventSource sends on reconnect: the id of the last event it received.
+LAST_EVENT_ID = Header(
+    default=None, alias="Last-Event-ID", description="resume after the event with this id (SSE reconnect)"
+)
 
 
 def store(request: Request) -> EventStore:

@@ -172,3 +172,29 @@ def test_swagger_docs_load_their_assets_from_this_server(api: TestClient) -> Non
     for asset in assets:
         r = api.get(asset)
         assert r.status_code == 200 and len(r.content) > 1000, asset
+
+
+def _first_event_ids(api: TestClient, n: int, **kw: Any) -> list[int]:
+    ids: list[int] = []
+    with api.stream("GET", "/api/v1/events", **kw) as stream:
+        assert stream.status_code == 200, stream.read()
+        for line in stream.iter_lines():
+            if line.startswith("id:"):
+                ids.append(int(line[3:].strip()))
+                if len(ids) == n:
+                    break
+    return ids
+
+
+def test_the_event_stream_resumes_after_last_event_id(api: TestClient) -> None:
+    """What EventSource sends on reconnect: the stream goes on after that event, none twice."""
+    parked = shell(tags=["nobody-has-this"])
+    jobs = [api.post("/api/v1/jobs", json=parked, headers=AUTH).json() for _ in range(3)]
+    seqs = [j["last_seq"] for j in jobs]
+    assert _first_event_ids(api, 1, params={"since": seqs[0]}, headers=AUTH) == [seqs[0]]
+    resumed = _first_event_ids(api, 1, headers={**AUTH, "Last-Event-ID": str(seqs[0])})
+    assert resumed[0] > seqs[0] and resumed[0] <= seqs[1]
+    both = api.get("/api/v1/events", params={"since": 1}, headers={**AUTH, "Last-Event-ID": "3"})
+    assert both.status_code == 422 and "not both" in both.text
+    bad = api.get("/api/v1/events", headers={**AUTH, "Last-Event-ID": "yesterday"})
+    assert bad.status_code == 422 and "Last-Event-ID" in bad.text

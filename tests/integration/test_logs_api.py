@@ -124,3 +124,48 @@ def test_tail_finds_the_last_lines_across_batches_and_attempts(
         page = api.get(f"/api/v1/jobs/{job['id']}/logs", params={"tail": n}).json()
         assert [(x["attempt"], x["seq"]) for x in page["items"]] == expected[-n:], n
     assert api.get(f"/api/v1/jobs/{job['id']}/logs", params={"tail": 2, "cursor": "1.0"}).status_code == 422
+
+
+def _follow(
+    api: TestClient, job_id: str, params: dict[str, str] | None = None, headers: dict[str, str] | None = None
+) -> list[tuple[str, str, Any]]:
+    """A follow stream read to its end, as (event, id, data)."""
+    out: list[tuple[str, str, Any]] = []
+    query = {"follow": "true", **(params or {})}
+    with api.stream("GET", f"/api/v1/jobs/{job_id}/logs", params=query, headers=headers) as response:
+        assert response.status_code == 200, response.read()
+        event, id_ = "message", ""
+        for raw in response.iter_lines():
+            if raw.startswith("event:"):
+                event = raw[6:].strip()
+            elif raw.startswith("id:"):
+                id_ = raw[3:].strip()
+            elif raw.startswith("data:"):
+                out.append((event, id_, json.loads(raw[5:].strip())))
+            elif not raw:
+                event, id_ = "message", ""
+    return out
+
+
+def test_a_follow_resumed_with_last_event_id_goes_on_after_that_line_inside_a_batch(
+    api: TestClient, nats_server: NatsServer
+) -> None:
+    job = _parked_job(api, terminal=True)
+    _publish(nats_server.url, job["domain"], job["id"], {1: [[1, 2, 3], [4], [5, 6, 7]], 2: [[1, 2]]})
+    whole = _follow(api, job["id"])
+    lines = [(e, i, (d["attempt"], d["seq"])) for e, i, d in whole if e == "line"]
+    assert [x[2] for x in lines] == [(1, n) for n in range(1, 8)] + [(2, 1), (2, 2)]
+    for cut in range(len(lines)):  # a drop after every line, mid-batch included
+        rest = _follow(api, job["id"], headers={"Last-Event-ID": lines[cut][1]})
+        got = [(d["attempt"], d["seq"]) for e, _, d in rest if e == "line"]
+        assert got == [x[2] for x in lines[cut + 1 :]], cut
+        assert rest[-1][0] == "end"
+    # `cursor` (a page's next_cursor) starts at that line.
+    page = api.get(f"/api/v1/jobs/{job['id']}/logs", params={"limit": 2}).json()
+    rest = _follow(api, job["id"], params={"cursor": page["next_cursor"]})
+    assert [(d["attempt"], d["seq"]) for e, _, d in rest if e == "line"] == [x[2] for x in lines[2:]]
+    for bad in ("7", "x.1", "0.0"):
+        with api.stream(
+            "GET", f"/api/v1/jobs/{job['id']}/logs", params={"follow": "true"}, headers={"Last-Event-ID": bad}
+        ) as response:
+            assert response.status_code == 422 and "pos" in response.read().decode()

@@ -16,9 +16,9 @@ from events.ids import is_token
 from projections import queries
 from services.api import as_of, commands, templating
 from services.api.auth import Caller, caller
-from services.api.deps import js, open_stream, query, settle, store
+from services.api.deps import LAST_EVENT_ID, js, open_stream, query, settle, store
 from services.api.models import AnyJobIn, BatchIn, BatchOut, CancelIn, Page
-from services.api.streams import follow, last_sequence, lines_of, output_stream, read_logs
+from services.api.streams import decode_cursor, follow, last_sequence, lines_of, output_stream, read_logs
 from services.runtime import tracing
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
@@ -166,13 +166,16 @@ async def logs(
     limit: int = Query(default=10_000, ge=1, le=MAX_LOG_LINES, description="lines per page"),
     cursor: str | None = Query(default=None, description="`next_cursor` of the previous page"),
     tail: int | None = Query(default=None, ge=1, le=MAX_LOG_LINES, description="only the last N lines"),
+    last_event_id: str | None = LAST_EVENT_ID,
 ) -> Any:
     """Without `follow`: `{"items": [...], "next_cursor": ...}`, the lines stored when the request
     came, in order. A non-null `next_cursor` means more lines are stored: pass it as `cursor`.
     Each line carries `attempt`, its attempt-wide `seq`, `stream`, `line`, `at` and `pos`.
 
     With `follow=true`: SSE `line` events (one per line, batches split) as they land; once the
-    job is terminal, every line up to the last stored one, then `end` with the job's status."""
+    job is terminal, every line up to the last stored one, then `end` with the job's status. Each
+    `line` event's id is the line's `pos`: a reconnect with `Last-Event-ID` (what EventSource
+    sends) goes on after that line, and `cursor` starts at a page's `next_cursor`."""
     await _job_or_404(request, who, job_id)
     if not follow_:
         if cursor is not None and tail is not None:
@@ -184,12 +187,22 @@ async def logs(
         except TimeoutError as exc:
             raise HTTPException(503, detail=f"{exc}; try again") from exc
         return {"items": page.items, "next_cursor": page.next_cursor}
+    if cursor is not None and last_event_id is not None:
+        raise HTTPException(422, detail="give cursor or Last-Event-ID, not both")
+    try:
+        if last_event_id is not None:
+            seq, index = decode_cursor(last_event_id)
+            start: tuple[int, int] | None = (seq, index + 1)  # on after the last line received
+        else:
+            start = decode_cursor(cursor) if cursor is not None else None
+    except ValueError as exc:
+        raise HTTPException(422, detail=f"{exc}: a line's pos, as `<stream seq>.<index>`") from exc
     subject = subjects.logs(who.domain, job_id, attempt) if attempt else subjects.logs_all(who.domain, job_id)
     release = open_stream(request, who.limit_key)
 
     async def stream() -> AsyncIterator[dict[str, str]]:
         try:
-            async for line in _follow_lines(request, who, job_id, subject):
+            async for line in _follow_lines(request, who, job_id, subject, start):
                 yield line
         finally:
             release()
@@ -202,19 +215,25 @@ DRAIN_QUIET_S = 10.0
 
 
 async def _follow_lines(
-    request: Request, who: Caller, job_id: str, subject: str
+    request: Request, who: Caller, job_id: str, subject: str, start: tuple[int, int] | None = None
 ) -> AsyncIterator[dict[str, str]]:
-    """Lines as they land; once the job is terminal, read on to the last stored sequence, then end."""
+    """Lines as they land, from `start` (stream sequence, index of the first line to send in
+    that message) or the beginning; once the job is terminal, read on to the last stored
+    sequence, then end."""
     delivered = 0
     last: int | None = None
     status = "unknown"
     quiet_since = 0.0
     stream, _ = await output_stream(js(request), who.domain, subject)
-    async for msg in follow(js(request), stream, subject):
+    from_seq, skip = start if start is not None else (None, 0)
+    async for msg in follow(js(request), stream, subject, from_seq):
         if msg is not None:
             delivered = msg.metadata.sequence.stream
             quiet_since = 0.0
-            for line in lines_of(msg):
+            lines = lines_of(msg)
+            if delivered == from_seq:
+                lines = lines[skip:]
+            for line in lines:
                 yield {"event": "line", "id": line["pos"], "data": json.dumps(line, default=str)}
             if last is None and msg.metadata.num_pending > 0:
                 continue
