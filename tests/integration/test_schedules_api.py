@@ -181,6 +181,26 @@ def test_preview_of_a_wrapped_range_and_last_weekday(api: TestClient) -> None:
         assert local.weekday() == 4 and (local + timedelta(days=7)).month != local.month, local
 
 
+def test_preview_of_an_unsaved_spec_is_the_saved_ones_and_appends_nothing(
+    api: TestClient, nats_server: NatsServer
+) -> None:
+    body = schedule("not-yet", cron="30 9 * * MON-FRI", timezone="America/New_York")
+    before = last_seq(nats_server.url)
+    r = api.post(f"{V1}/schedules/preview?count=5", json=body, headers=AUTH)
+    assert r.status_code == 200, r.text
+    unsaved = r.json()
+    assert last_seq(nats_server.url) == before  # a preview is not a write
+    sid = api.post(f"{V1}/schedules", json=body, headers=AUTH).json()["id"]
+    assert api.get(f"{V1}/schedules/{sid}/preview?count=5", headers=AUTH).json() == unsaved
+    bad = api.post(f"{V1}/schedules/preview", json={**body, "cron": "61 * * * *"}, headers=AUTH)
+    assert bad.status_code == 422 and "minute" in bad.json()["detail"], bad.text
+    never = api.post(f"{V1}/schedules/preview", json={**body, "cron": "0 0 30 2 *"}, headers=AUTH)
+    assert never.status_code == 422 and "never fires" in never.json()["detail"], never.text
+    jittered = api.post(f"{V1}/schedules/preview?count=5", json={**body, "jitter_s": 30}, headers=AUTH).json()
+    assert [i["tick"] for i in jittered] == [i["tick"] for i in unsaved]
+    assert {i["fire_at"] for i in jittered} == {None}
+
+
 def test_metrics_count_ticks_and_due_schedules(api: TestClient) -> None:
     sid = api.post(f"{V1}/schedules", json=schedule("metered", interval_s=3600), headers=AUTH).json()["id"]
     api.post(f"{V1}/schedules/{sid}/run-now", headers=AUTH)

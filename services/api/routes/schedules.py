@@ -16,6 +16,7 @@ from events.schedule import (
     ScheduleEvent,
     ScheduleSpec,
     ScheduleState,
+    check_spec,
     decide_delete,
     decide_pause,
     decide_resume,
@@ -76,6 +77,27 @@ async def create(body: ScheduleIn, request: Request, who: Caller = Depends(calle
     schedule_id, seq = await commands.create(store(request), who.domain, who.actor, spec)
     await settle(request, seq, id=schedule_id)
     return await _view(request, who, schedule_id)
+
+
+@router.post("/preview", summary="The next fire times of a schedule not saved yet, checked as create would")
+async def preview_unsaved(
+    body: ScheduleIn,
+    request: Request,
+    who: Caller = Depends(caller),
+    count: int = Query(default=10, ge=1, le=MAX_PREVIEW),
+) -> list[dict[str, Any]]:
+    """The create body, refused with the same errors create gives (naming the field), and
+    nothing appended. `fire_at` is null when the spec has `jitter_s`: a tick's jitter comes from
+    the schedule's id, which it has only once saved."""
+    spec = await _spec(request, who, body)
+    now = utcnow()
+    check_spec(spec, now)
+    zone = ZoneInfo(spec.timezone)
+    return [
+        {"tick": tick.isoformat(), "local": tick.astimezone(zone).isoformat(),
+         "fire_at": tick.isoformat() if spec.jitter_s == 0 else None}
+        for tick in fire_times(spec.trigger(now), now, count)
+    ]  # fmt: skip
 
 
 @router.post("/upsert", summary="Create or change the schedule with this name (idempotent)")
