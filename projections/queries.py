@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -46,6 +47,38 @@ def _decode_cursor(cursor: str) -> tuple[int, str]:
         raise InvalidQuery(f"cursor {cursor!r} is not one this API returned") from exc
 
 
+@dataclass(frozen=True)
+class JobFilter:
+    """Which jobs a list, a count or a bulk action is about; every field that is None matches all.
+    `status` and `not_status` are comma-separated statuses; `label` is (key, value); `since`
+    (inclusive) and `until` (exclusive) bound the submission time."""
+
+    status: str | None = None
+    not_status: str | None = None
+    name: str | None = None
+    tag: str | None = None
+    worker: str | None = None
+    label: tuple[str, str] | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def where(self, domain: str) -> Where:
+        where = Where.in_domain(domain)
+        where.between("submitted_at", self.since, self.until)
+        statuses = [s.value for s in JobStatus]
+        if self.status is not None:
+            where.one_of("status", self.status, statuses)
+        if self.not_status is not None:
+            excluded = Where()
+            excluded.one_of("status", self.not_status, statuses)
+            where.add(f"NOT ({excluded.sql})", *excluded.params)
+        where.equals("name", self.name)
+        where.has("tags", self.tag)
+        where.equals("worker_id", self.worker)
+        where.has("labels", None if self.label is None else f"{self.label[0]}={self.label[1]}")
+        return where
+
+
 def list_jobs(
     cur: Cursor,
     domain: str,
@@ -59,17 +92,10 @@ def list_jobs(
     cursor: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
+    not_status: str | None = None,
 ) -> tuple[list[dict[str, Any]], str | None]:
-    """Newest first (submission time, then id); `cursor` continues after the last item of a page.
-    `since` (inclusive) and `until` (exclusive) bound the submission time."""
-    where = Where.in_domain(domain)
-    where.between("submitted_at", since, until)
-    if status is not None:
-        where.one_of("status", status, (s.value for s in JobStatus))
-    where.equals("name", name)
-    where.has("tags", tag)
-    where.equals("worker_id", worker)
-    where.has("labels", None if label is None else f"{label[0]}={label[1]}")
+    """Newest first (submission time, then id); `cursor` continues after the last item of a page."""
+    where = JobFilter(status, not_status, name, tag, worker, label, since, until).where(domain)
     if cursor is not None:
         us, after_id = _decode_cursor(cursor)
         where.add("(epoch_us(submitted_at) < ? OR (epoch_us(submitted_at) = ? AND id < ?))", us, us, after_id)
@@ -81,6 +107,25 @@ def list_jobs(
     items = [_job(r[0], r[1]) for r in rows[:limit]]
     next_cursor = _encode_cursor(rows[limit - 1][2], rows[limit - 1][3]) if len(rows) > limit else None
     return items, next_cursor
+
+
+def matching_jobs(cur: Cursor, domain: str, selection: JobFilter, limit: int) -> tuple[int, list[str]]:
+    """How many jobs match, and the ids of the newest `limit` of them (for a bulk action)."""
+    where = selection.where(domain)
+    total = cur.execute(f"SELECT count(*) FROM jobs WHERE {where.sql}", where.params).fetchone()
+    rows = cur.execute(
+        f"SELECT id FROM jobs WHERE {where.sql} ORDER BY submitted_at DESC, id DESC LIMIT ?",
+        [*where.params, limit],
+    ).fetchall()
+    return int(total[0]) if total else 0, [r[0] for r in rows]
+
+
+def job_statuses(cur: Cursor, domain: str, ids: list[str]) -> dict[str, str]:
+    """The status of each of these jobs that exists, in one scan."""
+    rows = cur.execute(
+        "SELECT id, status FROM jobs WHERE domain = ? AND id IN (SELECT unnest(?::VARCHAR[]))", [domain, ids]
+    ).fetchall()
+    return {i: s for i, s in rows}
 
 
 COUNT_GROUPS = {"status": "status", "name": "name", "worker": "worker_id", "tag": "unnest(tags)"}

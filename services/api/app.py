@@ -24,6 +24,7 @@ from services.api.ratelimit import RateLimiter, StreamSlots
 from services.api.routes import (
     admin,
     analytics,
+    bulk,
     events,
     health,
     info,
@@ -121,6 +122,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.add_middleware(CountRequests)
     app.include_router(health.router)
     for router in (
+        bulk.router,  # before jobs: /jobs/bulk/cancel is not job `bulk`'s cancel
         jobs.router,
         schedules.router,
         templates.router,

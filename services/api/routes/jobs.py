@@ -80,7 +80,8 @@ async def submit_batch(
 async def list_jobs(
     request: Request,
     who: Caller = Depends(caller),
-    status: str | None = None,
+    status: str | None = Query(default=None, description="one status, or several: failed,timed_out"),
+    not_status: str | None = Query(default=None, description="leave out these statuses: succeeded,cancelled"),
     name: str | None = None,
     tag: str | None = None,
     worker: str | None = None,
@@ -90,17 +91,21 @@ async def list_jobs(
     since: datetime | None = Query(default=None, description="submitted at or after (ISO time)"),
     until: datetime | None = Query(default=None, description="submitted before (ISO time)"),
 ) -> Page:
-    label_pair: tuple[str, str] | None = None
-    if label is not None:
-        key, sep, value = label.partition("=")
-        if not sep or not key:
-            raise HTTPException(422, detail="label filter must look like key=value")
-        label_pair = (key, value)
     items, next_cursor = await query(
         request, queries.list_jobs, who.domain, status=status, name=name, tag=tag, worker=worker,
-        label=label_pair, limit=limit, cursor=cursor, since=since, until=until,
+        label=label_pair(label), limit=limit, cursor=cursor, since=since, until=until, not_status=not_status,
     )  # fmt: skip
     return Page(items=items, next_cursor=next_cursor)
+
+
+def label_pair(label: str | None) -> tuple[str, str] | None:
+    """A `key=value` label filter as its two parts; 422 when it is not one."""
+    if label is None:
+        return None
+    key, sep, value = label.partition("=")
+    if not sep or not key:
+        raise HTTPException(422, detail="label filter must look like key=value")
+    return key, value
 
 
 @router.get("/count", summary="How many jobs, in total or per status, name, worker or tag")
