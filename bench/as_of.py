@@ -152,6 +152,8 @@ def bench(background: int, requests: int, tmp: Path) -> dict[str, Any]:
         "p50_ms": round(statistics.median(took) * 1000, 2),
         "p99_ms": round(took[int(len(took) * 0.99) - 1] * 1000, 2),
         "max_ms": round(took[-1] * 1000, 2),
+        # The VM is shared: what else ran while this was measured.
+        "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()],
     }
 
 

@@ -40,6 +40,17 @@ AS_OF_SEQ = Query(
 )
 
 
+# The aggregate's rows by the ART index on `events (aggregate_id)` (schema.INDEXES):
+# DuckDB takes an index scan only for a lone equality on the indexed column, so the other
+# conditions are applied to its hits, after the MATERIALIZED CTE that keeps them out of the scan.
+# An aggregate with more rows than DuckDB's index_scan_max_count (2,048) is scanned instead.
+STORED_EVENTS = (
+    "WITH hits AS MATERIALIZED (SELECT seq, domain, aggregate, subject, data FROM events "
+    "WHERE aggregate_id = ?) "
+    "SELECT seq, subject, data FROM hits WHERE domain = ? AND aggregate = ? AND seq <= ? ORDER BY seq"
+)
+
+
 def stored_events(
     cur: Cursor, domain: str, aggregate: str, aggregate_id: str, as_of: int
 ) -> tuple[list[tuple[int, str, bytes]], int]:
@@ -49,11 +60,7 @@ def stored_events(
     cur.execute("BEGIN TRANSACTION")
     try:
         row = cur.execute("SELECT seq FROM checkpoint WHERE name = 'events'").fetchone()
-        rows = cur.execute(
-            "SELECT seq, subject, data FROM events WHERE domain = ? AND aggregate = ? AND aggregate_id = ? "
-            "AND seq <= ? ORDER BY seq",
-            [domain, aggregate, aggregate_id, as_of],
-        ).fetchall()
+        rows = cur.execute(STORED_EVENTS, [aggregate_id, domain, aggregate, as_of]).fetchall()
     finally:
         cur.execute("COMMIT")
     return [(seq, subject, data.encode()) for seq, subject, data in rows], int(row[0]) if row else 0

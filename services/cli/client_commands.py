@@ -21,6 +21,11 @@ WAIT_POLL_S = 0.25
 Url = Annotated[str | None, typer.Option("--url", envvar="JOBSTREAM_URL", help="API base URL")]
 Token = Annotated[str | None, typer.Option("--token", envvar="JOBSTREAM_TOKEN", help="bearer token")]
 AsJson = Annotated[bool, typer.Option("--json", help="print JSON instead of tables")]
+# Time travel: the API folds the aggregate's events up to SEQ (422 past the log's end, 404 before it existed).
+At = Annotated[
+    int | None,
+    typer.Option("--at", min=1, metavar="SEQ", help="the state as of this stream sequence, from the log"),
+]
 
 jobs_app = typer.Typer(
     rich_markup_mode=None, help="List, inspect, cancel and retry jobs.", no_args_is_help=True
@@ -424,9 +429,7 @@ def jobs_ls(
 @jobs_app.command("show")
 def jobs_show(
     job_id: Annotated[str, typer.Argument()],
-    at: Annotated[
-        int | None, typer.Option("--at", min=1, help="the state as of this stream sequence, from the log")
-    ] = None,
+    at: At = None,
     url: Url = None,
     token: Token = None,
     as_json: AsJson = False,
@@ -497,8 +500,18 @@ def workers_ls(url: Url = None, token: Token = None, as_json: AsJson = False) ->
 
 @workers_app.command("show")
 def workers_show(
-    worker_id: Annotated[str, typer.Argument()], url: Url = None, token: Token = None, as_json: AsJson = False
+    worker_id: Annotated[str, typer.Argument()],
+    at: At = None,
+    url: Url = None,
+    token: Token = None,
+    as_json: AsJson = False,
 ) -> None:
-    """One worker."""
-    worker = _call(Client.from_env(url, token).get, f"/workers/{worker_id}")
-    render.print_json(worker) if as_json else render.console().print(render.workers_table([worker]))
+    """One worker (now, or `--at SEQ` as it was then: heartbeats are not events, so no load then)."""
+    worker = _call(Client.from_env(url, token).get, f"/workers/{worker_id}", as_of_seq=at)
+    if as_json:
+        render.print_json(worker)
+        return
+    out = render.console()
+    if at is not None:
+        out.print(f"as of sequence {at} (last heartbeat and running jobs are not in the log)")
+    out.print(render.workers_table([worker]))

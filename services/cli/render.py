@@ -152,7 +152,8 @@ def workers_table(workers: list[dict[str, Any]]) -> Table:
         table.add_row(
             w["id"],
             status(w["status"]) + (" (draining)" if w.get("draining") else ""),
-            f"{w.get('active_jobs', 0)}/{w['max_concurrency']}",
+            # None as of a past sequence: running jobs are heartbeats, not events, so unknown then.
+            f"{'-' if w.get('active_jobs', 0) is None else w.get('active_jobs', 0)}/{w['max_concurrency']}",
             ", ".join(w.get("tags") or []),
             ", ".join(w.get("executors") or []),
             (w.get("host") or {}).get("hostname", ""),

@@ -8,7 +8,7 @@ import typer
 
 from services.cli import render
 from services.cli.client import EXIT_BAD_INPUT, EXIT_NOT_FOUND, Client, ClientError
-from services.cli.client_commands import AsJson, Token, Url, _call, _load_file, _pairs, build_job, fail
+from services.cli.client_commands import AsJson, At, Token, Url, _call, _load_file, _pairs, build_job, fail
 
 schedules_app = typer.Typer(rich_markup_mode=None, help="Cron and interval schedules.", no_args_is_help=True)
 
@@ -32,19 +32,25 @@ def schedules_ls(
 def schedules_show(
     schedule_id: Id,
     runs: Annotated[int, typer.Option(min=0, max=500, help="how many recent ticks to show")] = 10,
+    at: At = None,
     url: Url = None,
     token: Token = None,
     as_json: AsJson = False,
 ) -> None:
-    """A schedule and its recent ticks."""
+    """A schedule and its recent ticks (now, or `--at SEQ` as it was then, with the ticks recorded
+    up to SEQ; their jobs' statuses are today's)."""
     client = Client.from_env(url, token)
     schedule_id = _call(resolve, client, schedule_id)
-    schedule = _call(client.get, f"/schedules/{schedule_id}")
-    history = _call(client.get, f"/schedules/{schedule_id}/runs", limit=max(runs, 1))["items"][:runs]
+    schedule = _call(client.get, f"/schedules/{schedule_id}", as_of_seq=at)
+    before = None if at is None else at + 1  # the runs route pages by `seq < before`
+    history = _call(client.get, f"/schedules/{schedule_id}/runs", limit=max(runs, 1), before=before)
+    history = history["items"][:runs]
     if as_json:
         render.print_json({**schedule, "runs": history})
         return
     out = render.console()
+    if at is not None:
+        out.print(f"as of sequence {at} (the schedule's last event then: {schedule['last_seq']})")
     out.print(render.schedule_detail(schedule))
     if history:
         out.print(render.runs_table(history))

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import duckdb
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -157,6 +158,62 @@ def test_cli_jobs_show_at_a_sequence(api: TestClient, api_url: str) -> None:
     early = cli(api_url, "jobs", "show", job["id"], "--at", str(job["last_seq"] - 1))
     assert early.returncode != 0 and early.stderr.startswith("error:") and "did not exist" in early.stderr
     bad = cli(api_url, "jobs", "show", job["id"], "--at", "0")
+    assert bad.returncode != 0 and "--at" in bad.stderr
+
+
+def _served(api_url: str) -> httpx.Client:
+    """The CLI's own API (its read model, not the TestClient's), for set-up the CLI then reads."""
+    return httpx.Client(base_url=f"{api_url}{V1}", headers=H, timeout=30)
+
+
+def test_cli_schedules_show_at_a_sequence(api_url: str) -> None:
+    with _served(api_url) as http:
+        body = {"name": "tt-cli-sched", "cron": "0 3 * * *", "job": job_body()}
+        created = http.post("/schedules", json=body).json()
+        paused = http.post(f"/schedules/{created['id']}/pause", json={"note": "x"}).json()
+        try:
+            then = cli(
+                api_url, "schedules", "show", created["id"], "--at", str(created["last_seq"]), "--json"
+            )
+            assert then.returncode == 0, then.stderr
+            assert json.loads(then.stdout)["status"] == "active"
+            assert json.loads(then.stdout)["last_seq"] == created["last_seq"]
+            # By name too, and as a table that says which sequence it shows.
+            table = cli(api_url, "schedules", "show", "tt-cli-sched", "--at", str(paused["last_seq"]))
+            assert table.returncode == 0 and "paused" in table.stdout, table.stdout + table.stderr
+            assert f"as of sequence {paused['last_seq']}" in table.stdout
+            early = cli(api_url, "schedules", "show", created["id"], "--at", str(created["last_seq"] - 1))
+            assert early.returncode != 0 and "did not exist" in early.stderr, early.stderr
+            future = cli(
+                api_url, "schedules", "show", created["id"], "--at", str(paused["last_seq"] + 10_000)
+            )
+            assert future.returncode != 0 and "past the last sequence" in future.stderr, future.stderr
+            bad = cli(api_url, "schedules", "show", created["id"], "--at", "0")
+            assert bad.returncode != 0 and "--at" in bad.stderr
+        finally:
+            http.delete(f"/schedules/{created['id']}")
+
+
+def test_cli_workers_show_at_a_sequence(api_url: str, nats_server: NatsServer) -> None:
+    wid = "tt-cli-worker"
+    reg = Registered(domain=DOMAIN, actor="test", worker_id=wid, tags=["a"], executors=["shell"])
+    off = WentOffline(domain=DOMAIN, actor="test", worker_id=wid, reason="no heartbeat")
+    seqs = _append(nats_server.url, [Append(subjects.worker(DOMAIN, wid, e.type), e) for e in (reg, off)])
+    then = cli(api_url, "workers", "show", wid, "--at", str(seqs[0]), "--json")
+    assert then.returncode == 0, then.stderr
+    assert json.loads(then.stdout)["status"] == "active" and json.loads(then.stdout)["running"] is None
+    table = cli(api_url, "workers", "show", wid, "--at", str(seqs[0]))
+    assert table.returncode == 0, table.stderr
+    assert (
+        f"as of sequence {seqs[0]}" in table.stdout
+        and "active" in table.stdout
+        and "None" not in table.stdout
+    )
+    later = cli(api_url, "workers", "show", wid, "--at", str(seqs[1]), "--json")
+    assert later.returncode == 0 and json.loads(later.stdout)["status"] == "offline", later.stderr
+    early = cli(api_url, "workers", "show", wid, "--at", str(seqs[0] - 1))
+    assert early.returncode != 0 and "did not exist" in early.stderr, early.stderr
+    bad = cli(api_url, "workers", "show", wid, "--at", "x")
     assert bad.returncode != 0 and "--at" in bad.stderr
 
 
