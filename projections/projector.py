@@ -65,6 +65,15 @@ class EventRows:
         self.actor.append(event.actor)
         self.data.append(data)
 
+    def extend(self, decoded: list[tuple[int, str, Any, bytes]]) -> None:
+        """`add` for a whole batch, a column at a time (what the fold does: a comprehension per
+        column costs a fraction of five appends per event)."""
+        self.seq.extend([d[0] for d in decoded])
+        self.subject.extend([d[1] for d in decoded])
+        self.at.extend([d[2].at for d in decoded])
+        self.actor.extend([d[2].actor for d in decoded])
+        self.data.extend([d[3] for d in decoded])
+
     def __len__(self) -> int:
         return len(self.seq)
 
@@ -125,6 +134,17 @@ def _arrow(rows: list[dict[str, Any]], table_schema: pa.Schema) -> pa.Table:
         for i in range(0, len(rows), ARROW_CHUNK_ROWS)
     ]
     return pa.Table.from_batches(chunks, schema=table_schema)
+
+
+def _columns(rows: list[tuple[Any, ...]], table_schema: pa.Schema) -> pa.Table:
+    """An Arrow table from tuple rows in the schema's column order, a column at a time: the
+    same values as `_arrow` on dicts at a fraction of its cost, and no one call holds the GIL
+    for long (a column of 20,000 values takes a few ms)."""
+    if rows and len(rows[0]) != len(table_schema):
+        raise ValueError(f"rows of {len(rows[0])} values for {len(table_schema)} columns")
+    columns = zip(*rows, strict=True) if rows else ([] for _ in table_schema)
+    arrays = [pa.array(col, f.type) for col, f in zip(columns, table_schema, strict=True)]
+    return pa.Table.from_arrays(arrays, schema=table_schema)
 
 
 def _load_schedules(con: duckdb.DuckDBPyConnection) -> dict[Key, ScheduleState]:
@@ -403,6 +423,11 @@ def fold_batch(
     """Decode and fold a run of events into the rows they change; undecodable ones are skipped."""
     batch = Batch(last_seq=raw[-1][0] if raw else 0)
     decoded: list[tuple[int, str, Any, bytes]] = []
+    append = decoded.append
+    # Jobs whose first event here is not their creation may have earlier events in the table;
+    # templates are few and change rarely: their earlier state comes from the table.
+    first: dict[Key, bool] = {}
+    template_keys: set[Key] = set()
     for seq, subject, data in raw:
         try:
             event = decode_event(subject, data)
@@ -410,22 +435,22 @@ def fold_batch(
             batch.undecodable += 1
             log.error("skipping undecodable event seq %d on %s: %s", seq, subject, exc)
             continue
-        decoded.append((seq, subject, event, data))
-    # Templates are few and change rarely: their earlier state comes from the table.
-    template_keys = {(e.domain, e.template) for _, _, e, _ in decoded if isinstance(e, TemplateEvent)}
+        append((seq, subject, event, data))
+        if isinstance(event, JobEvent):
+            key = (event.domain, event.job_id)
+            if key not in first:
+                first[key] = isinstance(event, Submitted)
+        elif isinstance(event, TemplateEvent):
+            template_keys.add((event.domain, event.template))
     template_states: dict[Key, TemplateState | None] = (
         dict(load_templates(template_keys)) if template_keys else {}
     )
-    # Jobs whose first event here is not their creation may have earlier events in the table.
-    first: dict[Key, bool] = {}
-    for _, _, e, _ in decoded:
-        if isinstance(e, JobEvent):
-            first.setdefault((e.domain, e.job_id), isinstance(e, Submitted))
     missing = {k for k, created in first.items() if not created and k not in jobs}
     loaded: dict[Key, JobState] = load_jobs(missing)
     job_states: dict[Key, JobState | None] = {**loaded}
-    for seq, subject, event, data in decoded:
-        batch.events.add(seq, subject, event, data)
+    batch.events.extend(decoded)
+    changed = batch.jobs
+    for seq, _, event, _ in decoded:
         if isinstance(event, JobEvent):
             key = (event.domain, event.job_id)
             before = job_states[key] if key in job_states else jobs.get(key)
@@ -433,7 +458,7 @@ def fold_batch(
             after = evolve(before, job_event)
             job_states[key] = after
             if after is not None and after is not before:
-                batch.jobs[key] = (after, seq)
+                changed[key] = (after, seq)
         elif isinstance(event, WorkerEvent):
             wkey = (event.domain, event.worker_id)
             wbefore = batch.workers[wkey][0] if wkey in batch.workers else workers.get(wkey)
@@ -496,16 +521,16 @@ def prepare_writes(batch: Batch, liveness: list[dict[str, Any]]) -> list[Write]:
     out: list[Write] = []
     if batch.jobs:
         states = [s for s, _ in batch.jobs.values()]
-        rows = [mapping.job_row(s, q) for s, q in batch.jobs.values()]
-        out.append(Write("jobs", _arrow(rows, schema.JOBS), delete_by="domain, id"))
-        attempts = [row for s in states for row in mapping.attempt_rows(s)]
+        job_rows = [mapping.job_row(s, q) for s, q in batch.jobs.values()]
+        out.append(Write("jobs", _columns(job_rows, schema.JOBS), delete_by="domain, id"))
         keys = pa.table({"domain": [s.domain for s in states], "job_id": [s.id for s in states]})
         for table in ("attempts", "runs"):
             out.append(Write(table, keys, delete_by="domain, job_id", insert=False))
+        attempts = [row for s in states for row in mapping.attempt_rows(s)]
         if attempts:
-            out.append(Write("attempts", _arrow(attempts, schema.ATTEMPTS)))
+            out.append(Write("attempts", _columns(attempts, schema.ATTEMPTS)))
             runs = [row for s in states for row in mapping.run_rows(s)]
-            out.append(Write("runs", _arrow(runs, schema.RUNS)))
+            out.append(Write("runs", _columns(runs, schema.RUNS)))
     if batch.workers:
         rows = [mapping.worker_row(s, q) for s, q in batch.workers.values()]
         out.append(Write("workers", _arrow(rows, schema.WORKERS), delete_by="domain, id"))
