@@ -1,7 +1,8 @@
 """What tracing costs: `./dev bench` (bench/e2e.py, jobstream only) with tracing off and on, alternated.
 
-On: every service exports over OTLP/HTTP (at each `--ratios` value: 1 is the SDK default,
-parent-based always-on, every job traced; below 1, parentbased_traceidratio) to a loopback
+On: every service exports over OTLP/HTTP (at each `--ratios` value: 1 is
+`parentbased_always_on`, every job traced; below 1, `parentbased_traceidratio`, 0.01 being
+what jobstream samples when no sampler is chosen) to a loopback
 sink in its own process that answers like a collector (200 to `POST /v1/traces`) and counts
 what it gets, so export cost (protobuf encoding, HTTP) is in the figure. Off: no endpoint, no
 provider. Runs alternate off/on to spread the shared machine's drift over both. Two figures
@@ -10,7 +11,7 @@ per run: throughput (jobs/s of the python-callable run), and the CPU seconds the
 getrusage(RUSAGE_CHILDREN) once it is reaped (the sink is not in it).
 Figures are printed and written to bench/results/ as JSON.
 
-Run: `python -m bench.tracing` (`--rounds 2 --jobs 5000 --ratios 1,0.1 --nats-sync-interval
+Run: `python -m bench.tracing` (`--rounds 2 --jobs 5000 --ratios 0.01,1 --nats-sync-interval
 always`; `--quick` for a smoke run).
 """
 
@@ -103,6 +104,8 @@ def one_run(args: argparse.Namespace, endpoint: str | None, ratio: float) -> tup
         if ratio < 1:
             os.environ["OTEL_TRACES_SAMPLER"] = "parentbased_traceidratio"
             os.environ["OTEL_TRACES_SAMPLER_ARG"] = str(ratio)
+        else:  # said, not left to the default (one in a hundred)
+            os.environ["OTEL_TRACES_SAMPLER"] = "parentbased_always_on"
     argv = ["--skip-celery", "--jobs", str(args.jobs), "--shell-jobs", "0", "--latency-seconds", "0"]
     argv += ["--workers", str(args.workers), "--nats-sync-interval", args.nats_sync_interval]
     before = set(RESULTS.glob("e2e-*.json")) if RESULTS.is_dir() else set()
@@ -138,8 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=5_000, help="python callable jobs per run")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument(
-        "--ratios", default="1,0.1",
-        help="sampling ratios to measure, comma-separated (1: every job; <1: parentbased_traceidratio)",
+        "--ratios", default="0.01,1",
+        help="sampling ratios to measure, comma-separated (1: every job, parentbased_always_on; <1: "
+        "parentbased_traceidratio; 0.01 is the default when tracing is on)",
     )  # fmt: skip
     p.add_argument(
         "--nats-sync-interval", default="always",

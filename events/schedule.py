@@ -332,15 +332,37 @@ def planned_at(state: ScheduleState, tick: datetime) -> datetime:
     return tick + timedelta(seconds=jitter_s(state.id, tick, state.spec.jitter_s))
 
 
-def plan_due(state: ScheduleState, active: list[str], now: datetime, actor: str = "scheduler") -> Plan:
+def plan_due(
+    state: ScheduleState, active: list[str], now: datetime, actor: str = "scheduler", cause: str | None = None
+) -> Plan:
     """Decide everything due by `now`: missed ticks, queued ones whose turn came, and new ticks.
 
     `active` are the schedule's jobs not yet finished, oldest first (the overlap policies'
-    "previous run"). Pure: the scheduler appends what the plan says, in order.
+    "previous run"). Pure: the scheduler appends what the plan says, in order. `cause` is the
+    id of the schedule's last event, the state the plan was decided on: the first record
+    names it as its causation, each later one the record before it (the order they land in).
     """
     if state.deleted or state.paused or state.problem is not None:
         return Plan()
-    return _Planner(state, active, now, actor).run()
+    plan = _Planner(state, active, now, actor).run()
+    plan.steps = _chained(plan.steps, cause)
+    return plan
+
+
+def _chained(
+    steps: list[Fire | Skipped | Queued | Missed], cause: str | None
+) -> list[Fire | Skipped | Queued | Missed]:
+    out: list[Fire | Skipped | Queued | Missed] = []
+    for step in steps:
+        if isinstance(step, Fire):
+            fired = structs.replace(step.event, causation_id=cause)
+            out.append(Fire(step.job_id, step.tick, fired))
+            cause = fired.id
+        else:
+            record = structs.replace(step, causation_id=cause)
+            out.append(record)
+            cause = record.id
+    return out
 
 
 class _Planner:

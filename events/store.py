@@ -18,10 +18,9 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 from opentelemetry import trace
 from opentelemetry.context import Context, get_current
-from opentelemetry.propagate import inject
 from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
 
-from events import subjects
+from events import subjects, tracecontext
 from events.base import Conflict, Event
 from events.codec import decode_event, encode
 from events.domain import DomainEvent, DomainState, evolve_domain
@@ -200,8 +199,7 @@ def _headers(item: Append, traced: tuple[Span | None, Context] | None = None) ->
     if traced is not None:
         # The producer span's context (and the item's baggage) travels with the event and is
         # kept in the log with it; under an unsampled parent, the parent's (flag 00).
-        span, context = traced
-        inject(headers, context=trace.set_span_in_context(span, context) if span is not None else context)
+        tracecontext.write(headers, *traced)
     return headers
 
 

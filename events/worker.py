@@ -116,20 +116,29 @@ def evolve_worker(state: WorkerState | None, event: AnyWorkerEvent) -> WorkerSta
     return state
 
 
-def decide_offline(state: WorkerState, reason: str, actor: str = "dispatcher") -> WentOffline | None:
-    """Only an active worker goes offline (its jobs then go back); once is enough."""
+def decide_offline(
+    state: WorkerState, reason: str, actor: str = "dispatcher", cause: str | None = None
+) -> WentOffline | None:
+    """Only an active worker goes offline (its jobs then go back); once is enough. `cause`: the
+    worker's last event, the state the missing beats were judged against."""
     if state.status is not WorkerStatus.ACTIVE:
         return None
     return WentOffline(
-        domain=state.domain, actor=actor, worker_id=state.id, correlation_id=state.id, reason=reason
-    )
+        domain=state.domain, actor=actor, worker_id=state.id, correlation_id=state.id, causation_id=cause,
+        reason=reason,
+    )  # fmt: skip
 
 
-def decide_online(state: WorkerState, actor: str = "dispatcher") -> CameOnline | None:
-    """An offline worker whose beats arrive again is active again; a stopped one must register."""
+def decide_online(
+    state: WorkerState, actor: str = "dispatcher", cause: str | None = None
+) -> CameOnline | None:
+    """An offline worker whose beats arrive again is active again; a stopped one must register.
+    `cause`: the worker's last event (its `offline`)."""
     if state.status is not WorkerStatus.OFFLINE:
         return None
-    return CameOnline(domain=state.domain, actor=actor, worker_id=state.id, correlation_id=state.id)
+    return CameOnline(
+        domain=state.domain, actor=actor, worker_id=state.id, correlation_id=state.id, causation_id=cause
+    )
 
 
 class Heartbeat(msgspec.Struct, frozen=True, omit_defaults=True):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from events import subjects
 from events.base import Conflict, NotFound, utcnow
 from events.domain import (
     DEFAULT_DOMAIN,
@@ -13,8 +14,10 @@ from events.domain import (
     decide_create,
     decide_issue,
     decide_rotate,
+    evolve_domain,
 )
 from events.store import EventStore, WrongExpectedSequence, domain_append
+from services.api.causation import caused, fold_last
 
 ATTEMPTS = 5
 
@@ -36,22 +39,23 @@ async def create(store: EventStore, name: str, actor: str, description: str) -> 
         await store.append(domain_append(decide_create(name, actor, description), 0))
     except WrongExpectedSequence as exc:
         raise Conflict(f"domain {name} exists already") from exc
-    state, last = await store.read_domain(name)
+    state, last, cause = await fold_last(store, subjects.domain_all(name), evolve_domain)
     assert state is not None
     token = decide_issue(state, "first", actor)
-    seq = (await store.append(domain_append(token.event, last))).seq
+    seq = (await store.append(domain_append(caused(token.event, cause), last))).seq
     return token, seq
 
 
 async def change(store: EventStore, name: str, decide: Callable[[DomainState], list[DomainEvent]]) -> int:
     """Apply one decision (one or more events, in order) to the domain's latest state."""
     for _ in range(ATTEMPTS):
-        state, last = await store.read_domain(name)
+        state, last, cause = await fold_last(store, subjects.domain_all(name), evolve_domain)
         if state is None or state.deleted:
             raise NotFound(f"domain {name} not found")
         try:
             for event in decide(state):
-                last = (await store.append(domain_append(event, last))).seq
+                event = caused(event, cause)  # each names the one before it, the first the state's last
+                last, cause = (await store.append(domain_append(event, last))).seq, event.id
             return last
         except WrongExpectedSequence:
             continue

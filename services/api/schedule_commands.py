@@ -6,6 +6,7 @@ import functools
 from collections.abc import Callable
 from datetime import datetime
 
+from events import subjects
 from events.base import Conflict, NotFound, utcnow
 from events.ids import new_id
 from events.job import Submitted
@@ -18,9 +19,11 @@ from events.schedule import (
     decide_backfill_queue,
     decide_create,
     decide_run_now,
+    evolve_schedule,
     tick_msg_id,
 )
 from events.store import EventStore, WrongExpectedSequence, job_append, schedule_append
+from services.api.causation import caused, fold_last
 
 ATTEMPTS = 5
 
@@ -40,14 +43,16 @@ async def change(
 ) -> int:
     """Apply one decision to the schedule's latest state; a race with the scheduler is retried."""
     for _ in range(ATTEMPTS):
-        state, last = await store.read_schedule(domain, schedule_id)
+        state, last, cause = await fold_last(
+            store, subjects.schedule_all(domain, schedule_id), evolve_schedule
+        )
         if state is None:
             raise NotFound(f"schedule {schedule_id} not found")
         event = decide(state)
         if event is None:
             return last
         try:
-            return (await store.append(schedule_append(event, last))).seq
+            return (await store.append(schedule_append(caused(event, cause), last))).seq
         except WrongExpectedSequence:
             continue
     raise Conflict(f"schedule {schedule_id} kept changing; try again")

@@ -17,7 +17,7 @@ from opentelemetry import baggage, trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
 
-from events import subjects
+from events import subjects, tracecontext
 from events.base import DomainError, utcnow
 from events.codec import DecodeError, decode_event, decode_heartbeat
 from events.job import Dispatched, JobEvent, JobSpec, JobStatus, decide_dispatch, decide_hold, decide_requeue
@@ -193,8 +193,10 @@ class Dispatcher:
     def _remember_trace(self, key: Key, headers: dict[str, str] | None) -> None:
         if key not in self.state.jobs:
             self.traces.pop(key, None)  # ended: nothing more is decided about it
-        elif headers and tracing.TRACEPARENT in headers:
-            self.traces[key] = {k: headers[k] for k in (tracing.TRACEPARENT, "tracestate") if k in headers}
+        elif headers and tracecontext.TRACEPARENT in headers:
+            self.traces[key] = {
+                k: headers[k] for k in (tracecontext.TRACEPARENT, tracecontext.TRACESTATE) if k in headers
+            }
 
     def _job_context(self, key: Key) -> Context | None:
         """The job's trace, so what the dispatcher appends about a job lands in the job's trace."""
@@ -278,14 +280,16 @@ class Dispatcher:
         gone = silent(lives, now, self.ttl_s)
         comeback: list[Append] = []
         for key, entry in st.workers.items():
-            if now - entry.last_beat <= self.ttl_s / 2 and (online := decide_online(entry.state)):
+            if now - entry.last_beat <= self.ttl_s / 2 and (
+                online := decide_online(entry.state, cause=entry.last_event_id)
+            ):
                 comeback.append(self._worker_append(key, entry.seq, online))
         offline: list[Append] = []
         for w in gone:
             key = (w.domain, w.worker_id)
             entry = st.workers[key]
             why = f"no heartbeat for {now - w.last_beat:.1f}s (ttl {self.ttl_s}s)"
-            if (offline_event := decide_offline(entry.state, why)) is None:
+            if (offline_event := decide_offline(entry.state, why, cause=entry.last_event_id)) is None:
                 continue
             offline.append(self._worker_append(key, entry.seq, offline_event))
             log.warning("worker %s/%s is offline; requeueing its jobs", w.domain, w.worker_id)

@@ -45,6 +45,8 @@ class WorkerEntry:
     last_beat: float
     draining: bool = False
     registered_seq: int = 0
+    # The worker's last event: what the dispatcher's next decision on it (offline, online) answers.
+    last_event_id: str | None = None
 
 
 @dataclass
@@ -148,6 +150,7 @@ class DispatchState:
             entry.state, entry.seq = after, seq
             if after.status is WorkerStatus.ACTIVE:
                 entry.draining = False
+        entry.last_event_id = event.id
         if isinstance(event, Registered):
             entry.registered_seq = seq
         if after.status is not WorkerStatus.ACTIVE and self.load[key] > 0:

@@ -4,7 +4,12 @@ Without `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) 
 installed: the API's proxy provider stays in place, `enabled()` is False and every call site
 skips span work altogether, so tracing off costs one isinstance check per decision. The SDK and
 the exporter are imported only when turned on. Sampling follows the SDK's own variables
-(`OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG`; default: parent-based, always on).
+(`OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG`); when neither is set, one job in a hundred is
+traced (`parentbased_traceidratio` at `DEFAULT_RATIO`): a traced job costs some 1 ms of CPU,
+an untraced one a few header formats and parses, so tracing every job is a choice to make.
+
+The W3C `traceparent` header is formatted and parsed directly (events/tracecontext.py) rather
+than through the propagator API, unless `OTEL_PROPAGATORS` names other propagators.
 """
 
 from __future__ import annotations
@@ -16,14 +21,16 @@ from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.context import Context, attach, detach, get_current
-from opentelemetry.propagate import extract
 from opentelemetry.trace import Span, SpanKind
 
-from events import subjects
+from events import subjects, tracecontext
 from events.store import EventStore
+from events.tracecontext import TRACEPARENT
 
 ENDPOINT_VARS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-TRACEPARENT = "traceparent"
+# Sampling when tracing is on and the user chose no sampler: one trace in a hundred.
+DEFAULT_SAMPLER = "parentbased_traceidratio"
+DEFAULT_RATIO = 0.01
 
 
 def configured(env: Mapping[str, str] = os.environ) -> bool:
@@ -33,10 +40,25 @@ def configured(env: Mapping[str, str] = os.environ) -> bool:
     return any(env.get(name) for name in ENDPOINT_VARS)
 
 
+def default_ratio(env: Mapping[str, str]) -> float | None:
+    """The ratio of the default sampler, None when the user chose a sampler (the SDK reads it).
+
+    `OTEL_TRACES_SAMPLER_ARG` alone (no sampler) sets the default sampler's ratio."""
+    if env.get("OTEL_TRACES_SAMPLER", "").strip():
+        return None
+    try:
+        ratio = float(env.get("OTEL_TRACES_SAMPLER_ARG", "").strip() or DEFAULT_RATIO)
+    except ValueError:
+        return DEFAULT_RATIO
+    return ratio if 0.0 <= ratio <= 1.0 else DEFAULT_RATIO
+
+
 def setup(service: str, env: Mapping[str, str] = os.environ) -> bool:
     """Install the SDK provider with batched OTLP/HTTP export, once per process; False: tracing off.
 
-    The service name is `OTEL_SERVICE_NAME` if set, else `jobstream-<service>`."""
+    The service name is `OTEL_SERVICE_NAME` if set, else `jobstream-<service>`. Without a
+    sampler chosen, `DEFAULT_SAMPLER` at `DEFAULT_RATIO` (passed to the provider, not written
+    to the environment, which the jobs a worker runs inherit)."""
     if enabled():
         return True
     if not configured(env):
@@ -45,9 +67,12 @@ def setup(service: str, env: Mapping[str, str] = os.environ) -> bool:
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
+    ratio = default_ratio(env)
+    sampler = ParentBased(TraceIdRatioBased(ratio)) if ratio is not None else None  # None: the SDK's
     name = env.get("OTEL_SERVICE_NAME") or f"jobstream-{service}"
-    provider = TracerProvider(resource=Resource.create({"service.name": name}))
+    provider = TracerProvider(resource=Resource.create({"service.name": name}), sampler=sampler)
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)  # the SDK flushes and shuts it down at exit
     return True
@@ -67,7 +92,7 @@ def context_from(headers: Mapping[str, str] | None) -> Context | None:
     """The trace context a message carries, or None when tracing is off or it carries none."""
     if not headers or TRACEPARENT not in headers or not enabled():
         return None
-    return extract(dict(headers))
+    return tracecontext.read(headers)
 
 
 def unsampled(context: Context | None) -> bool:

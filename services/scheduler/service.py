@@ -168,7 +168,7 @@ class Scheduler:
             if known is None:
                 continue
             try:
-                plan = plan_due(known[0], self.state.runs_of(key), now, ACTOR)
+                plan = plan_due(known[0], self.state.runs_of(key), now, ACTOR, self.state.last_event.get(key))
             except Exception:  # one schedule's bug must not take the others' wake-ups with it
                 log.exception("planning schedule %s/%s failed; trying again in %ss", *key, PLAN_RETRY_S)
                 self.state.wake_at(key, now + timedelta(seconds=PLAN_RETRY_S))
@@ -300,7 +300,7 @@ class Scheduler:
         if known is None:
             return
         state, seq = known
-        plan = plan_due(state, self.state.runs_of(key), utcnow(), ACTOR)
+        plan = plan_due(state, self.state.runs_of(key), utcnow(), ACTOR, self.state.last_event.get(key))
         try:
             await self._carry_out(key, plan, seq)
         except WrongExpectedSequence:

@@ -20,6 +20,8 @@ class SchedulerState:
     active: dict[Key, list[str]] = field(default_factory=dict)
     owner: dict[Key, Key] = field(default_factory=dict)  # (domain, job id) -> schedule key
     dirty: set[Key] = field(default_factory=set)
+    # The id of each schedule's last event: the causation of the next record the scheduler plans.
+    last_event: dict[Key, str] = field(default_factory=dict)
     _timers: list[tuple[datetime, str, str]] = field(default_factory=list)
     _wake: dict[Key, datetime] = field(default_factory=dict)
 
@@ -33,6 +35,7 @@ class SchedulerState:
             after = evolve_schedule(known[0] if known else None, sched_event)
             if after is not None:
                 self.schedules[key] = (after, seq)
+                self.last_event[key] = event.id
                 self.dirty.add(key)
         elif isinstance(event, Submitted) and event.schedule_id:
             key = (event.domain, event.schedule_id)

@@ -210,6 +210,7 @@ class Worker:
             actor=self.actor,
             worker_id=self.s.worker_id,
             correlation_id=self.s.worker_id,
+            causation_id=history[-1].event.id if history else None,  # an earlier run's last event
             tags=self.s.tags,
             allowed_users=self.s.allowed_users,
             max_concurrency=self.s.max_concurrency,
@@ -227,12 +228,15 @@ class Worker:
         await self._append_worker_event(event, history[-1].seq if history else 0)
 
     async def _append_worker_event(self, event: Registered | Stopped, expected: int) -> None:
+        """Fenced on the worker's history; its causation the last event of it, read again if
+        something (a dispatcher's `offline`) landed in between."""
         scope = subjects.worker_all(self.s.domain, self.s.worker_id)
         subject = subjects.worker(self.s.domain, self.s.worker_id, event.type)
         try:
             await self.store.append(Append(subject, event, expected, scope))
         except WrongExpectedSequence:
             history = await self.store.read(scope)
+            event = msgspec.structs.replace(event, causation_id=history[-1].event.id if history else None)
             await self.store.append(Append(subject, event, history[-1].seq if history else 0, scope))
 
     async def _await_consumer(self, stop: asyncio.Event) -> None:
@@ -289,6 +293,7 @@ class Worker:
                 actor=self.actor,
                 worker_id=self.s.worker_id,
                 correlation_id=self.s.worker_id,
+                causation_id=history[-1].event.id if history else None,
             ),
             history[-1].seq if history else 0,
         )

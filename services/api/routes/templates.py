@@ -7,13 +7,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from pydantic import Field
 
+from events import subjects
 from events.base import Conflict, NotFound
 from events.ids import is_token
 from events.store import WrongExpectedSequence, template_append
-from events.template import decide_delete, decide_save
+from events.template import decide_delete, decide_save, evolve_template
 from projections import template_queries
 from projections.mapping import full
 from services.api.auth import Caller, caller
+from services.api.causation import caused, fold_last
 from services.api.deps import query, settle, store
 from services.api.models import JobIn, Strict
 
@@ -40,14 +42,16 @@ async def save(
 ) -> dict[str, Any]:
     spec = body.job.to_spec()
     for _ in range(ATTEMPTS):
-        state, last = await store(request).read_template(who.domain, name)
+        state, last, cause = await fold_last(
+            store(request), subjects.template_all(who.domain, name), evolve_template
+        )
         event = decide_save(state, who.domain, name, spec, who.actor, body.description)
         if event is None:
             response.status_code = 200
             await settle(request, last, name=name)
             return await _view(request, who, name)
         try:
-            seq = (await store(request).append(template_append(event, last))).seq
+            seq = (await store(request).append(template_append(caused(event, cause), last))).seq
         except WrongExpectedSequence:
             continue
         response.status_code = 201
@@ -82,8 +86,11 @@ async def get_version(
 @router.delete("/{name}", summary="Delete a template; jobs made from it keep their spec")
 async def delete(name: str, request: Request, who: Caller = Depends(caller)) -> dict[str, str]:
     await _view(request, who, name)
-    state, last = await store(request).read_template(who.domain, name)
+    state, last, cause = await fold_last(
+        store(request), subjects.template_all(who.domain, name), evolve_template
+    )
     assert state is not None
-    seq = (await store(request).append(template_append(decide_delete(state, who.actor), last))).seq
+    event = caused(decide_delete(state, who.actor), cause)
+    seq = (await store(request).append(template_append(event, last))).seq
     await settle(request, seq, name=name)
     return {"name": name, "status": "deleted"}
