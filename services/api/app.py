@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -38,12 +36,12 @@ from services.api.routes import (
 from services.api.server_spans import telemetry
 from services.api.settings import ApiSettings
 from services.api.strict import no_unknown_query
+from services.api.ui_files import UI_DIST, SinglePageApp
 from services.runtime import tracing
 from services.runtime.connect import connect, jetstream
 
 API_PREFIX = "/api/v1"
 STARTUP_TIMEOUT_S = 600.0
-UI_DIST = Path(__file__).resolve().parents[2] / "ui" / "dist"
 
 
 class CountRequests:
@@ -135,6 +133,5 @@ def create_app(settings: ApiSettings) -> FastAPI:
         read_model.router,
     ):
         app.include_router(router, prefix=API_PREFIX)
-    if UI_DIST.is_dir():
-        app.mount("/", StaticFiles(directory=UI_DIST, html=True), name="ui")
+    app.mount("/", SinglePageApp(UI_DIST, API_PREFIX), name="ui")
     return app

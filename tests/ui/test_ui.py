@@ -1,0 +1,147 @@
+"""The web UI in a real browser (Debian's chromium through Playwright) against a real
+`jobstream up` with a local worker: sign in, submit from the form and watch the job and its
+5,000-line log arrive live, cancel, retry, see why a job is pending, bulk-cancel by filter,
+scrub a job's timeline, and a domain token seeing only its domain. No console errors.
+
+With JOBSTREAM_SCREENSHOTS=DIR the pages are saved there (the README's are ui/screenshots).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Page, expect
+
+from services.api.ui_files import UI_DIST
+from services.runtime.ports import free_port
+from tests.e2e.up import Up
+from tests.ui.browser import Console, chromium
+
+pytestmark = pytest.mark.slow
+
+SHOTS = os.environ.get("JOBSTREAM_SCREENSHOTS")
+WAIT_MS = 30_000
+
+
+@pytest.fixture(scope="module")
+def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
+    assert (UI_DIST / "index.html").is_file(), "the UI is not built: ./dev test builds it (npm run build)"
+    data = tmp_path_factory.mktemp("ui") / "data"
+    ports = ("--port", str(free_port()), "--nats-port", str(free_port()))
+    system = Up(data, *ports, "--workers", "1").wait_banner()
+    try:
+        yield system
+    finally:
+        system.stop()
+
+
+def _shot(page: Page, name: str) -> None:
+    if SHOTS:
+        Path(SHOTS).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(SHOTS) / f"{name}.png"), full_page=True)
+
+
+def _sign_in(page: Page, base: str, token: str) -> None:
+    page.goto(f"{base}/")
+    page.get_by_label("Token").fill(token)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Jobs")).to_be_visible(timeout=WAIT_MS)
+    expect(page.get_by_test_id("live")).to_contain_text("live", timeout=WAIT_MS)
+
+
+def _submit(api: httpx.Client, **job: object) -> str:
+    made = api.post("/jobs", json={"executor": {"type": "shell", "script": "true"}, **job})
+    assert made.status_code == 201, made.text
+    return str(made.json()["id"])
+
+
+def _status(page: Page, status: str) -> None:
+    expect(page.locator(f"h3 + [data-status='{status}'], [data-status='{status}']").first).to_be_visible(
+        timeout=WAIT_MS
+    )
+
+
+def test_the_ui_end_to_end(up: Up) -> None:
+    base = up.api_url
+    console = Console()
+    with chromium() as browser, up.client() as api:
+        page = console.watch(browser.new_page(viewport={"width": 1400, "height": 900}))
+        page.set_default_timeout(WAIT_MS)
+        _sign_in(page, base, up.token)
+        _shot(page, "jobs-empty")
+
+        # Submit from the form; the page moves to the job, which turns succeeded with all its lines.
+        page.get_by_role("button", name="New job").click()
+        form = page.get_by_role("dialog", name="New job")
+        form.get_by_label("Name").fill("five-thousand")
+        form.get_by_label("Script").fill('for i in $(seq 1 5000); do echo "line $i"; done; echo oops >&2')
+        form.get_by_role("button", name="Submit", exact=True).click()
+        expect(page).to_have_url(re.compile(r"/jobs/[^/]+$"), timeout=WAIT_MS)
+        job_id = page.url.rsplit("/", 1)[-1]
+        expect(page.get_by_test_id("log-count")).to_have_text("5001 lines", timeout=WAIT_MS)
+        expect(page.get_by_test_id("log-state")).to_have_text("ended")
+        _status(page, "succeeded")
+        page.get_by_label("search the log").fill("line 4999")
+        page.get_by_label("search the log").press("Enter")
+        expect(page.get_by_text("1 / 1")).to_be_visible()
+        expect(page.locator(".log-line", has_text="line 4999")).to_be_visible()
+        _shot(page, "job-detail")
+
+        # The timeline: every event with its sequence; the scrubber shows the job as of its first.
+        page.get_by_role("tab", name="Timeline").click()
+        events = api.get(f"/jobs/{job_id}/events").json()
+        assert [e["type"] for e in events][:1] == ["submitted"] and events[-1]["type"] == "succeeded"
+        page.get_by_role("cell", name=str(events[0]["seq"]), exact=True).click()
+        expect(page.get_by_test_id("as-of")).to_contain_text(f"As of sequence {events[0]['seq']}: pending")
+        _shot(page, "job-timeline")
+
+        # Cancel a running job from its page.
+        running = _submit(api, name="sleeper", executor={"type": "shell", "script": "sleep 60"})
+        page.goto(f"{base}/jobs/{running}")
+        _status(page, "running")
+        page.get_by_role("button", name="Cancel", exact=True).click()
+        _status(page, "cancelled")
+
+        # Retry a failed one: the new job links back to it.
+        failing = _submit(api, name="fails", executor={"type": "shell", "script": "exit 3"})
+        page.goto(f"{base}/jobs/{failing}")
+        _status(page, "failed")
+        page.get_by_role("button", name="Retry").click()
+        expect(page).not_to_have_url(re.compile(f"/jobs/{failing}$"), timeout=WAIT_MS)
+        expect(page.get_by_role("link", name=failing)).to_be_visible()
+
+        # A job no worker can take says why it waits.
+        stuck = _submit(api, name="needs-gpu", tags=["gpu"])
+        page.goto(f"{base}/jobs/{stuck}")
+        expect(page.get_by_test_id("pending-reason")).to_contain_text("gpu")
+        _shot(page, "job-pending")
+
+        # Bulk cancel everything a filter matches, counted first; the filter lives in the URL.
+        more = [_submit(api, name="bulk-me", tags=["nowhere"]) for _ in range(3)]
+        page.goto(f"{base}/jobs?tag=nowhere")
+        expect(page.get_by_role("link", name=more[0])).to_be_visible()
+        page.get_by_role("button", name="Cancel all matching").click()
+        page.get_by_role("button", name="Cancel 3").click()
+        expect(page.get_by_text("cancel: 3 done, 0 refused")).to_be_visible()
+        expect(page.locator("[data-status='cancelled']")).to_have_count(3, timeout=WAIT_MS)
+        page.goto(f"{base}/jobs")
+        _shot(page, "jobs")
+        page.goto(f"{base}/workers")
+        expect(page.get_by_role("cell", name="local-1")).to_be_visible()
+        _shot(page, "workers")
+
+        # A domain token sees its own domain only.
+        token = up.make_domains("team")["team"]
+        with httpx.Client(base_url=f"{base}/api/v1", headers={"Authorization": f"Bearer {token}"}) as team:
+            theirs = _submit(team, name="team-job")
+        page.get_by_role("button", name="Sign out").click()
+        _sign_in(page, base, token)
+        expect(page.get_by_test_id("whoami")).to_have_text("team")
+        expect(page.get_by_role("link", name=theirs)).to_be_visible()
+        expect(page.get_by_role("link", name=job_id)).to_have_count(0)
+    assert console.errors == []

@@ -1,0 +1,126 @@
+import { QueryClient, QueryClientProvider, useQuery } from "@tanstack/react-query";
+import { App as AntApp, Badge, Button, ConfigProvider, Layout, Menu, Select, Space, Switch, theme, Typography } from "antd";
+import { useState } from "react";
+import { Link, Navigate, Route, Routes, useLocation, useNavigate } from "react-router";
+import { domain, get, setDomain, setToken, token } from "./api";
+import { LiveProvider, useLive } from "./live";
+import { JobDetail } from "./pages/JobDetail";
+import { Jobs } from "./pages/Jobs";
+import { Login } from "./pages/Login";
+import { Schedules } from "./pages/Schedules";
+import { Workers } from "./pages/Workers";
+import type { Info } from "./types";
+
+// The domain an admin token acts on when no X-Domain is sent (events/domain.py DEFAULT_DOMAIN).
+const HOME_DOMAIN = "prod";
+
+const queryClient = new QueryClient({ defaultOptions: { queries: { retry: 1, refetchOnWindowFocus: false } } });
+
+export function App() {
+  const [dark, setDark] = useState(() => localStorage.getItem("jobstream.theme") === "dark");
+  const [signedIn, setSignedIn] = useState(() => token() !== null);
+  const toggle = (on: boolean) => {
+    localStorage.setItem("jobstream.theme", on ? "dark" : "light");
+    setDark(on);
+  };
+  return (
+    <ConfigProvider theme={{ algorithm: dark ? theme.darkAlgorithm : theme.defaultAlgorithm }}>
+      <AntApp>
+        <QueryClientProvider client={queryClient}>
+          {signedIn ? (
+            <Shell dark={dark} onTheme={toggle} onSignOut={() => setSignedIn(false)} />
+          ) : (
+            <Routes>
+              <Route path="*" element={<Login onSignedIn={() => setSignedIn(true)} />} />
+            </Routes>
+          )}
+        </QueryClientProvider>
+      </AntApp>
+    </ConfigProvider>
+  );
+}
+
+function Shell({ dark, onTheme, onSignOut }: { dark: boolean; onTheme: (on: boolean) => void; onSignOut: () => void }) {
+  const [current, setCurrent] = useState(domain());
+  const info = useQuery({ queryKey: ["info", current], queryFn: () => get<Info>("/info") });
+  const navigate = useNavigate();
+  const signOut = () => {
+    setToken(null);
+    setDomain("");
+    queryClient.clear();
+    onSignOut();
+    navigate("/");
+  };
+  const pick = (d: string) => {
+    setDomain(d);
+    setCurrent(d);
+    queryClient.clear();
+  };
+  return (
+    <LiveProvider domain={current}>
+      <Layout style={{ minHeight: "100vh" }}>
+        <Layout.Header style={{ display: "flex", alignItems: "center", gap: 16, paddingInline: 16 }}>
+          <Typography.Title level={4} style={{ margin: 0, color: "#fff" }}>
+            <Link to="/jobs" style={{ color: "inherit" }}>jobstream</Link>
+          </Typography.Title>
+          <Nav />
+          <Space style={{ marginLeft: "auto" }}>
+            <LiveBadge />
+            {info.data?.admin ? <DomainPicker value={current} onChange={pick} home={HOME_DOMAIN} /> : null}
+            <Typography.Text style={{ color: "#fff" }} data-testid="whoami">
+              {info.data ? `${info.data.domain}${info.data.admin ? " (admin)" : ""}` : ""}
+            </Typography.Text>
+            <Switch checkedChildren="dark" unCheckedChildren="light" checked={dark} onChange={onTheme} aria-label="dark theme" />
+            <Button onClick={signOut}>Sign out</Button>
+          </Space>
+        </Layout.Header>
+        <Layout.Content style={{ padding: 16 }}>
+          <Routes key={current}>
+            <Route path="/" element={<Navigate to="/jobs" replace />} />
+            <Route path="/jobs" element={<Jobs />} />
+            <Route path="/jobs/:id" element={<JobDetail />} />
+            <Route path="/workers" element={<Workers />} />
+            <Route path="/schedules" element={<Schedules />} />
+            <Route path="*" element={<Typography.Text>No such page. <Link to="/jobs">Go to the jobs</Link>.</Typography.Text>} />
+          </Routes>
+        </Layout.Content>
+      </Layout>
+    </LiveProvider>
+  );
+}
+
+function Nav() {
+  const location = useLocation();
+  const key = "/" + (location.pathname.split("/")[1] || "jobs");
+  const items = [
+    { key: "/jobs", label: <Link to="/jobs">Jobs</Link> },
+    { key: "/workers", label: <Link to="/workers">Workers</Link> },
+    { key: "/schedules", label: <Link to="/schedules">Schedules</Link> },
+  ];
+  return <Menu theme="dark" mode="horizontal" selectedKeys={[key]} items={items} style={{ flex: 1, minWidth: 0 }} />;
+}
+
+function LiveBadge() {
+  const { state } = useLive();
+  const status = state === "open" ? "success" : state === "retrying" ? "warning" : "default";
+  const text = state === "open" ? "live" : state === "retrying" ? "reconnecting" : "offline";
+  return <Badge status={status} text={<span style={{ color: "#fff" }}>{text}</span>} data-testid="live" />;
+}
+
+/** An admin's domain switcher; `home` is the domain an admin token acts on by default. */
+function DomainPicker({ value, onChange, home }: { value: string; onChange: (d: string) => void; home: string }) {
+  const domains = useQuery({
+    queryKey: ["domains"],
+    queryFn: () => get<{ items?: { name: string }[] } | { name: string }[]>("/admin/domains"),
+  });
+  const list = Array.isArray(domains.data) ? domains.data : (domains.data?.items ?? []);
+  return (
+    <Select
+      aria-label="domain"
+      style={{ width: 160 }}
+      value={value || home}
+      onChange={(d) => onChange(d === home ? "" : d)}
+      options={[{ value: home, label: home }, ...list.filter((d) => d.name !== home).map((d) => ({ value: d.name, label: d.name }))]}
+    />
+  );
+}
