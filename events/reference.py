@@ -60,6 +60,7 @@ PUBLISHERS: dict[tuple[str, str], str] = {
     ("worker", "offline"): "dispatcher (no beats for the TTL)",
     ("worker", "online"): "dispatcher (beats again)",
     ("worker", "stopped"): "worker (at shutdown)",
+    ("worker", "state_changed"): f"{API} (`POST /workers/{{id}}/drain`, `/disable`, `/enable`)",
     ("schedule", "created"): API,
     ("schedule", "updated"): API,
     ("schedule", "paused"): API,

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Literal, get_args
 
 import msgspec
 from msgspec import structs
 
-from events.base import Event, utcnow
+from events.base import Conflict, Event, utcnow
 
 # Liveness thresholds, one story (README, "Reliability"): a JetStream stream or KV leader
 # election takes 4-10 s, during which appends and acknowledgements fail; nothing may count
@@ -29,6 +30,14 @@ class WorkerStatus(StrEnum):
     ACTIVE = "active"
     OFFLINE = "offline"
     STOPPED = "stopped"
+
+
+# What an operator lets the dispatcher do with a worker (independent of its liveness `status`):
+# `active` takes new jobs; `draining` and `disabled` take none, and the jobs they hold run on.
+# `draining` is on its way out (finish what you have, e.g. before maintenance); `disabled` is
+# out of service until enabled. A drained worker stays registered.
+AdminState = Literal["active", "draining", "disabled"]
+ADMIN_STATES: tuple[str, ...] = get_args(AdminState)
 
 
 class HostFacts(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -53,6 +62,9 @@ class Registered(WorkerEvent, frozen=True, kw_only=True, tag="registered"):
     # A fresh id per process start: a worker id is not an identity across processes, and
     # whatever an earlier run of the id held is gone with it.
     incarnation: str = ""
+    # The state it starts in (`WORKER_STATE`); left out: the one an operator set before
+    # stays (a restart does not put a disabled worker back to work), `active` at first.
+    admin_state: AdminState | None = None
 
 
 class WentOffline(WorkerEvent, frozen=True, kw_only=True, tag="offline"):
@@ -68,7 +80,14 @@ class Stopped(WorkerEvent, frozen=True, kw_only=True, tag="stopped"):
     reason: str = "shutdown"
 
 
-AnyWorkerEvent = Registered | WentOffline | CameOnline | Stopped
+class StateChanged(WorkerEvent, frozen=True, kw_only=True, tag="state_changed"):
+    """An operator drained, disabled or enabled the worker (REST API, `jobstream workers …`)."""
+
+    state: AdminState
+    reason: str = ""
+
+
+AnyWorkerEvent = Registered | WentOffline | CameOnline | Stopped | StateChanged
 
 
 class WorkerState(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -85,6 +104,7 @@ class WorkerState(msgspec.Struct, frozen=True, omit_defaults=True):
     version: str = ""
     reason: str | None = None
     incarnation: str = ""
+    admin_state: AdminState = "active"
 
 
 def evolve_worker(state: WorkerState | None, event: AnyWorkerEvent) -> WorkerState | None:
@@ -103,6 +123,7 @@ def evolve_worker(state: WorkerState | None, event: AnyWorkerEvent) -> WorkerSta
             updated_at=event.at,
             version=event.version,
             incarnation=event.incarnation,
+            admin_state=event.admin_state or (state.admin_state if state is not None else "active"),
         )
     if state is None:
         return None
@@ -113,6 +134,8 @@ def evolve_worker(state: WorkerState | None, event: AnyWorkerEvent) -> WorkerSta
             return structs.replace(state, status=WorkerStatus.ACTIVE, reason=None, updated_at=event.at)
         case Stopped(reason=reason):
             return structs.replace(state, status=WorkerStatus.STOPPED, reason=reason, updated_at=event.at)
+        case StateChanged(state=admin_state):
+            return structs.replace(state, admin_state=admin_state, updated_at=event.at)
     return state
 
 
@@ -139,6 +162,27 @@ def decide_online(
     return CameOnline(
         domain=state.domain, actor=actor, worker_id=state.id, correlation_id=state.id, causation_id=cause
     )
+
+
+def decide_admin_state(
+    state: WorkerState, target: AdminState, actor: str, cause: str | None = None, reason: str = ""
+) -> StateChanged | None:
+    """An operator's drain, disable or enable; None when the worker is in `target` already.
+
+    Any liveness status may be changed (a stopped worker keeps the state when it registers
+    again). Draining a disabled worker is refused: it takes no new jobs already, and draining
+    would be a step back towards work; enable it first. `cause`: the worker's last event, the
+    state the request found."""
+    if target not in ADMIN_STATES:
+        raise Conflict(f"worker state must be one of {', '.join(ADMIN_STATES)}, not {target!r}")
+    if state.admin_state == target:
+        return None
+    if target == "draining" and state.admin_state == "disabled":
+        raise Conflict(f"worker {state.id} is disabled, so it takes no new jobs already; enable it first")
+    return StateChanged(
+        domain=state.domain, actor=actor, worker_id=state.id, correlation_id=state.id, causation_id=cause,
+        state=target, reason=reason,
+    )  # fmt: skip
 
 
 class Heartbeat(msgspec.Struct, frozen=True, omit_defaults=True):

@@ -117,6 +117,7 @@ def worker_row(state: WorkerState, seq: int) -> dict[str, Any]:
         "registered_at": state.registered_at,
         "updated_at": state.updated_at,
         "reason": state.reason,
+        "admin_state": state.admin_state,
         "last_seq": seq,
         "state": to_json(state),
     }

@@ -95,6 +95,7 @@ WORKERS = pa.schema(
         ("registered_at", TS),
         ("updated_at", TS),
         ("reason", pa.string()),
+        ("admin_state", pa.string()),  # active | draining | disabled: what an operator set
         ("last_seq", pa.int64()),
         ("state", pa.string()),
     ]
@@ -220,7 +221,7 @@ ALL_TABLES: dict[str, pa.Schema] = {name: s for name, (s, _) in LOG_TABLES.items
 
 
 # Bumped whenever a table is added or changed, so an older file is rebuilt from the log.
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 # An index changes no table's layout and no row, so `ensure` adds a missing one in place (well
 # under a second on 1,000,000 events) rather than the file being rebuilt. events (aggregate_id):

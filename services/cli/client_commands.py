@@ -515,3 +515,49 @@ def workers_show(
     if at is not None:
         out.print(f"as of sequence {at} (last heartbeat and running jobs are not in the log)")
     out.print(render.workers_table([worker]))
+
+
+def _worker_state(
+    worker_id: str, action: str, reason: str, url: str | None, token: str | None, as_json: bool
+) -> None:
+    worker = _call(Client.from_env(url, token).post, f"/workers/{worker_id}/{action}", {"reason": reason})
+    if as_json:
+        render.print_json(worker)
+    else:
+        typer.echo(f"worker {worker_id}: {worker.get('admin_state', 'active')}")
+
+
+@workers_app.command("drain")
+def workers_drain(
+    worker_id: Annotated[str, typer.Argument()],
+    reason: Annotated[str, typer.Option(help="recorded in the worker's history")] = "",
+    url: Url = None,
+    token: Token = None,
+    as_json: AsJson = False,
+) -> None:
+    """Drain a worker: no new jobs; those it runs finish; it stays registered."""
+    _worker_state(worker_id, "drain", reason, url, token, as_json)
+
+
+@workers_app.command("disable")
+def workers_disable(
+    worker_id: Annotated[str, typer.Argument()],
+    reason: Annotated[str, typer.Option(help="recorded in the worker's history")] = "",
+    url: Url = None,
+    token: Token = None,
+    as_json: AsJson = False,
+) -> None:
+    """Disable a worker: out of service (no new jobs; running ones go on) until enabled."""
+    _worker_state(worker_id, "disable", reason, url, token, as_json)
+
+
+@workers_app.command("enable")
+def workers_enable(
+    worker_id: Annotated[str, typer.Argument()],
+    reason: Annotated[str, typer.Option(help="recorded in the worker's history")] = "",
+    url: Url = None,
+    token: Token = None,
+    as_json: AsJson = False,
+) -> None:
+    """Enable a drained or disabled worker: it takes new jobs again."""
+    _worker_state(worker_id, "enable", reason, url, token, as_json)

@@ -144,6 +144,14 @@ def events_table(events: list[dict[str, Any]]) -> Table:
     return table
 
 
+def _admin_note(w: dict[str, Any]) -> str:
+    """` (draining)` while it shuts down or an operator drains it, ` (disabled)` when disabled."""
+    admin = w.get("admin_state") or "active"
+    if admin != "active":
+        return f" ({admin})"
+    return " (draining)" if w.get("draining") else ""
+
+
 def workers_table(workers: list[dict[str, Any]]) -> Table:
     table = Table(box=None, header_style="bold")
     for col in ("ID", "STATUS", "RUNNING", "TAGS", "EXECUTORS", "HOST", "LAST HEARTBEAT"):
@@ -151,7 +159,7 @@ def workers_table(workers: list[dict[str, Any]]) -> Table:
     for w in workers:
         table.add_row(
             w["id"],
-            status(w["status"]) + (" (draining)" if w.get("draining") else ""),
+            status(w["status"]) + _admin_note(w),
             # None as of a past sequence: running jobs are heartbeats, not events, so unknown then.
             f"{'-' if w.get('active_jobs', 0) is None else w.get('active_jobs', 0)}/{w['max_concurrency']}",
             ", ".join(w.get("tags") or []),

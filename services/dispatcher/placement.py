@@ -46,8 +46,24 @@ def choose(spec: JobSpec, workers: Iterable[WorkerView]) -> WorkerView | None:
     return best
 
 
-def unplaceable(spec: JobSpec, workers: Iterable[WorkerView]) -> str | None:
-    """Why no live worker could ever take this job, or None if one could (given a free slot)."""
+def unplaceable(
+    spec: JobSpec, workers: Iterable[WorkerView], withheld: Iterable[tuple[WorkerView, str]] = ()
+) -> str | None:
+    """Why no live worker could ever take this job, or None if one could (given a free slot).
+
+    `withheld`: workers that are up but drained or disabled by an operator, with that state;
+    those that would match are named in the reason."""
+    reason = _unplaceable(spec, workers)
+    if reason is None:
+        return None
+    named = [f"{w.id} ({state})" for w, state in withheld if eligible(spec, w)]
+    if named:
+        noun = "workers" if len(named) > 1 else "worker"
+        reason += f"; matching but taking no new jobs: {noun} {', '.join(named)}"
+    return reason
+
+
+def _unplaceable(spec: JobSpec, workers: Iterable[WorkerView]) -> str | None:
     pool = list(workers)
     if not pool:
         return "no live worker in this domain"

@@ -375,6 +375,7 @@ class Dispatcher:
     async def _place(self, now: float, wall: datetime) -> None:
         st = self.state
         views = st.live_views(now, self.ttl_s)
+        withheld = st.withheld_views(now, self.ttl_s)
         if st.fleet_changed:
             st.fleet_changed = False
             st.fresh |= st.held
@@ -384,7 +385,7 @@ class Dispatcher:
             entry = st.jobs.get(key)
             if entry is None or key in st.parked_at:
                 continue
-            reason = unplaceable(entry.state.spec, views.get(key[0], []))
+            reason = unplaceable(entry.state.spec, views.get(key[0], []), withheld.get(key[0], ()))
             if reason is not None:
                 st.held.add(key)
                 st.forfeit(key)

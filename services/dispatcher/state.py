@@ -22,7 +22,15 @@ from datetime import datetime
 
 from events.base import Event
 from events.job import ACTIVE, JobEvent, JobState, JobStatus, evolve
-from events.worker import Heartbeat, Registered, WorkerEvent, WorkerState, WorkerStatus, evolve_worker
+from events.worker import (
+    Heartbeat,
+    Registered,
+    StateChanged,
+    WorkerEvent,
+    WorkerState,
+    WorkerStatus,
+    evolve_worker,
+)
 from services.dispatcher.failover import Held, Run
 from services.dispatcher.limits import DOMAIN, LimitKey, counted
 from services.dispatcher.placement import WorkerView
@@ -148,8 +156,8 @@ class DispatchState:
             entry = self.workers[key] = WorkerEntry(after, seq, time.monotonic())
         else:
             entry.state, entry.seq = after, seq
-            if after.status is WorkerStatus.ACTIVE:
-                entry.draining = False
+            if after.status is WorkerStatus.ACTIVE and not isinstance(event, StateChanged):
+                entry.draining = False  # a fresh run or beats again; an operator's change is not
         entry.last_event_id = event.id
         if isinstance(event, Registered):
             entry.registered_seq = seq
@@ -179,6 +187,10 @@ class DispatchState:
     # ---- queries --------------------------------------------------------------------
 
     def is_live(self, entry: WorkerEntry, now: float, ttl_s: float) -> bool:
+        """Takes new jobs: active, beating, not shutting down, not drained or disabled by an operator."""
+        return self._up(entry, now, ttl_s) and entry.state.admin_state == "active"
+
+    def _up(self, entry: WorkerEntry, now: float, ttl_s: float) -> bool:
         return (
             entry.state.status is WorkerStatus.ACTIVE
             and not entry.draining
@@ -188,20 +200,29 @@ class DispatchState:
     def live_views(self, now: float, ttl_s: float) -> dict[str, list[WorkerView]]:
         views: dict[str, list[WorkerView]] = {}
         for (domain, wid), entry in self.workers.items():
-            if not self.is_live(entry, now, ttl_s):
-                continue
-            s = entry.state
-            views.setdefault(domain, []).append(
-                WorkerView(
-                    id=wid,
-                    tags=frozenset(s.tags),
-                    allowed_users=frozenset(s.allowed_users),
-                    executors=frozenset(s.executors),
-                    max_concurrency=s.max_concurrency,
-                    load=self.load[(domain, wid)],
-                )
-            )
+            if self.is_live(entry, now, ttl_s):
+                views.setdefault(domain, []).append(self._view(domain, wid, entry))
         return views
+
+    def withheld_views(self, now: float, ttl_s: float) -> dict[str, list[tuple[WorkerView, str]]]:
+        """Workers that are up but that an operator drained or disabled, with that state: named
+        in a held job's reason, so nobody wonders why the job waits beside a live worker."""
+        views: dict[str, list[tuple[WorkerView, str]]] = {}
+        for (domain, wid), entry in self.workers.items():
+            if entry.state.admin_state != "active" and self._up(entry, now, ttl_s):
+                views.setdefault(domain, []).append((self._view(domain, wid, entry), entry.state.admin_state))
+        return views
+
+    def _view(self, domain: str, wid: str, entry: WorkerEntry) -> WorkerView:
+        s = entry.state
+        return WorkerView(
+            id=wid,
+            tags=frozenset(s.tags),
+            allowed_users=frozenset(s.allowed_users),
+            executors=frozenset(s.executors),
+            max_concurrency=s.max_concurrency,
+            load=self.load[(domain, wid)],
+        )
 
     def holdings(self) -> list[Held]:
         """Every attempt some active worker holds, as the failover planner sees it."""

@@ -224,6 +224,7 @@ class Worker:
             ),
             version=VERSION,
             incarnation=self.incarnation,
+            admin_state=self.s.start_state,
         )
         await self._append_worker_event(event, history[-1].seq if history else 0)
 

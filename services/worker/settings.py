@@ -9,7 +9,13 @@ from urllib.parse import urlsplit, urlunsplit
 
 from events.domain import parse_token
 from events.ids import is_domain, is_token
-from events.worker import FENCE_DISCONNECTED_S, FENCE_UNACKED_S, HEARTBEAT_INTERVAL_S
+from events.worker import (
+    ADMIN_STATES,
+    FENCE_DISCONNECTED_S,
+    FENCE_UNACKED_S,
+    HEARTBEAT_INTERVAL_S,
+    AdminState,
+)
 from services.worker.logsink import (
     DEFAULT_OUTPUT_BURST_LINES,
     DEFAULT_OUTPUT_LINES_PER_S,
@@ -50,8 +56,15 @@ class WorkerSettings:
     output_burst_lines: int = DEFAULT_OUTPUT_BURST_LINES
     output_max_bytes: int = DEFAULT_OUTPUT_MAX_BYTES
     output_max_lines: int = DEFAULT_OUTPUT_MAX_LINES
+    # `WORKER_STATE`: the state it registers in (active, draining, disabled); None (unset): the
+    # one an operator last set for this worker id stays, `active` for a new id.
+    start_state: AdminState | None = None
 
     def __post_init__(self) -> None:
+        if self.start_state is not None and self.start_state not in ADMIN_STATES:
+            raise SettingsError(
+                f"WORKER_STATE must be one of {', '.join(ADMIN_STATES)}, got {self.start_state!r}"
+            )
         if not is_token(self.worker_id):
             raise SettingsError(f"worker id {self.worker_id!r} may only hold letters, digits, '_' and '-'")
         if not is_domain(self.domain):
@@ -110,6 +123,16 @@ def _env_number(name: str, default: float) -> float:
         raise SettingsError(f"{name} must be a number, got {value!r}") from exc
 
 
+def _env_state(name: str) -> AdminState | None:
+    value = os.environ.get(name)
+    if value is None or not value.strip():
+        return None
+    state = value.strip().lower()
+    if state not in ADMIN_STATES:
+        raise SettingsError(f"{name} must be one of {', '.join(ADMIN_STATES)}, got {value!r}")
+    return state  # type: ignore[return-value]
+
+
 def default_worker_id() -> str:
     host = "".join(c if c.isalnum() or c in "-_" else "-" for c in socket.gethostname())
     return f"{host}-{os.getpid()}"
@@ -144,4 +167,5 @@ def from_env(
         output_burst_lines=int(_env_number("WORKER_OUTPUT_BURST_LINES", DEFAULT_OUTPUT_BURST_LINES)),
         output_max_bytes=int(_env_number("WORKER_OUTPUT_MAX_BYTES", DEFAULT_OUTPUT_MAX_BYTES)),
         output_max_lines=int(_env_number("WORKER_OUTPUT_MAX_LINES", DEFAULT_OUTPUT_MAX_LINES)),
+        start_state=_env_state("WORKER_STATE"),
     )
