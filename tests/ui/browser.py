@@ -33,6 +33,15 @@ class Console:
 
     errors: list[str] = field(default_factory=list)
 
+    def forgive(self, text: str) -> None:
+        """Drop one message a test caused on purpose (the browser logs every 4xx a fetch gets,
+        so a refusal the test asked for, shown at its field, is logged too)."""
+        for i, message in enumerate(self.errors):
+            if text in message:
+                del self.errors[i]
+                return
+        raise AssertionError(f"expected a console message with {text!r}, got {self.errors}")
+
     def watch(self, page: Page) -> Page:
         def on_console(msg: ConsoleMessage) -> None:
             if msg.type in ("error", "warning") and "Download the React DevTools" not in msg.text:

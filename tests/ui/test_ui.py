@@ -50,7 +50,7 @@ def _sign_in(page: Page, base: str, token: str) -> None:
     page.goto(f"{base}/")
     page.get_by_label("Token").fill(token)
     page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("heading", name="Jobs")).to_be_visible(timeout=WAIT_MS)
+    expect(page.get_by_role("heading", name="Overview")).to_be_visible(timeout=WAIT_MS)
     expect(page.get_by_test_id("live")).to_contain_text("live", timeout=WAIT_MS)
 
 
@@ -73,7 +73,7 @@ def test_the_ui_end_to_end(up: Up) -> None:
         page = console.watch(browser.new_page(viewport={"width": 1400, "height": 900}))
         page.set_default_timeout(WAIT_MS)
         _sign_in(page, base, up.token)
-        _shot(page, "jobs-empty")
+        page.goto(f"{base}/jobs")
 
         # Submit from the form; the page moves to the job, which turns succeeded with all its lines.
         page.get_by_role("button", name="New job").click()
@@ -131,6 +131,13 @@ def test_the_ui_end_to_end(up: Up) -> None:
         expect(page.locator("[data-status='cancelled']")).to_have_count(3, timeout=WAIT_MS)
         page.goto(f"{base}/jobs")
         _shot(page, "jobs")
+        # The overview counts them, live; a status card opens the jobs list filtered by it.
+        page.goto(f"{base}/overview")
+        expect(page.get_by_role("link", name="cancelled jobs")).to_contain_text("cancelled4")
+        expect(page.get_by_role("img", name="runs over time by status")).to_be_visible()
+        _shot(page, "overview")
+        page.get_by_role("link", name="failed jobs").click()
+        expect(page).to_have_url(re.compile(r"/jobs\?status=failed$"))
         page.goto(f"{base}/workers")
         expect(page.get_by_role("cell", name="local-1")).to_be_visible()
         _shot(page, "workers")
@@ -142,6 +149,73 @@ def test_the_ui_end_to_end(up: Up) -> None:
         page.get_by_role("button", name="Sign out").click()
         _sign_in(page, base, token)
         expect(page.get_by_test_id("whoami")).to_have_text("team")
+        page.goto(f"{base}/jobs")
         expect(page.get_by_role("link", name=theirs)).to_be_visible()
         expect(page.get_by_role("link", name=job_id)).to_have_count(0)
+    assert console.errors == []
+
+
+def test_schedules_and_workers(up: Up) -> None:
+    base = up.api_url
+    console = Console()
+    with chromium() as browser, up.client() as api:
+        page = console.watch(browser.new_page(viewport={"width": 1400, "height": 900}))
+        page.set_default_timeout(WAIT_MS)
+        _sign_in(page, base, up.token)
+
+        # A schedule's next fire times before it is saved; a bad cron is refused at the field.
+        page.goto(f"{base}/schedules")
+        page.get_by_role("button", name="New schedule").click()
+        form = page.get_by_role("dialog", name="New schedule")
+        form.get_by_label("Name").fill("every-five")
+        form.get_by_role("textbox", name="Cron").fill("*/5 * * * * * *")
+        form.get_by_label("Time zone").fill("Europe/Berlin")
+        form.get_by_label("Script").fill("echo tick")
+        form.get_by_role("button", name="Preview").click()
+        expect(form.get_by_role("textbox", name="Cron")).to_have_attribute("aria-invalid", "true")
+        expect(form.get_by_text("expected 5 fields, or 6 with seconds first, got 7")).to_be_visible()
+        console.forgive("status of 422")
+        form.get_by_role("textbox", name="Cron").fill("0 3 * * *")
+        form.get_by_role("button", name="Preview").click()
+        preview = form.get_by_role("table").last
+        expect(preview.get_by_role("row")).to_have_count(11)  # the header and 10 fire times
+        expect(preview.get_by_role("cell", name=re.compile(r"T03:00:00\+0[12]:00$")).first).to_be_visible()
+        _shot(page, "schedule-new")
+        form.get_by_role("button", name="Save").click()
+        expect(page.get_by_role("link", name="every-five")).to_be_visible()
+
+        # Run it now from its page: the tick appears with its job, which succeeds.
+        page.get_by_role("link", name="every-five").click()
+        expect(page.get_by_text("No ticks yet.")).to_be_visible()
+        page.get_by_role("button", name="Run now").click()
+        expect(page.get_by_role("cell", name="fired")).to_be_visible()
+        expect(page.locator("[data-status='succeeded']")).to_be_visible()
+        _shot(page, "schedule-detail")
+
+        # Drain the worker: a new job waits and says why; enable it and the job runs.
+        page.goto(f"{base}/workers")
+        page.get_by_role("button", name="Drain").click()
+        expect(page.get_by_test_id("admin-local-1")).to_have_text("draining")
+        waiting = _submit(api, name="after-drain")
+        page.goto(f"{base}/jobs/{waiting}")
+        expect(page.get_by_test_id("pending-reason")).to_contain_text("local-1 (draining)")
+        page.goto(f"{base}/workers")
+        page.get_by_role("button", name="Enable").click()
+        expect(page.get_by_test_id("admin-local-1")).to_have_count(0)
+        page.goto(f"{base}/jobs/{waiting}")
+        _status(page, "succeeded")
+
+        # The event tail: live from the tab's stream, and replayed from a sequence.
+        page.goto(f"{base}/events")
+        expect(page.get_by_text("Waiting for events")).to_be_visible()
+        fresh = _submit(api, name="tail-me")
+        expect(page.locator(".event-row", has_text=fresh).first).to_be_visible()
+        page.get_by_label("event type").fill("succeeded")
+        expect(page.locator(".event-row", has_text=fresh)).to_have_count(1)
+        _shot(page, "events")
+        page.get_by_label("event type").fill("")
+        page.get_by_label("from sequence").fill("1")
+        page.get_by_label("from sequence").press("Enter")
+        expect(page.get_by_test_id("event-count")).to_contain_text("from sequence 1")
+        expect(page.locator(".event-row").first).to_contain_text("1")
     assert console.errors == []

@@ -4,10 +4,12 @@ import { useState } from "react";
 import { Link, Navigate, Route, Routes, useLocation, useNavigate } from "react-router";
 import { domain, get, setDomain, setToken, token } from "./api";
 import { LiveProvider, useLive } from "./live";
+import { Events } from "./pages/Events";
 import { JobDetail } from "./pages/JobDetail";
+import { Overview } from "./pages/Overview";
 import { Jobs } from "./pages/Jobs";
 import { Login } from "./pages/Login";
-import { Schedules } from "./pages/Schedules";
+import { ScheduleDetail, Schedules } from "./pages/Schedules";
 import { Workers } from "./pages/Workers";
 import type { Info } from "./types";
 
@@ -61,7 +63,7 @@ function Shell({ dark, onTheme, onSignOut }: { dark: boolean; onTheme: (on: bool
       <Layout style={{ minHeight: "100vh" }}>
         <Layout.Header style={{ display: "flex", alignItems: "center", gap: 16, paddingInline: 16 }}>
           <Typography.Title level={4} style={{ margin: 0, color: "#fff" }}>
-            <Link to="/jobs" style={{ color: "inherit" }}>jobstream</Link>
+            <Link to="/overview" style={{ color: "inherit" }}>jobstream</Link>
           </Typography.Title>
           <Nav />
           <Space style={{ marginLeft: "auto" }}>
@@ -76,11 +78,14 @@ function Shell({ dark, onTheme, onSignOut }: { dark: boolean; onTheme: (on: bool
         </Layout.Header>
         <Layout.Content style={{ padding: 16 }}>
           <Routes key={current}>
-            <Route path="/" element={<Navigate to="/jobs" replace />} />
+            <Route path="/" element={<Navigate to="/overview" replace />} />
+            <Route path="/overview" element={<Overview />} />
             <Route path="/jobs" element={<Jobs />} />
             <Route path="/jobs/:id" element={<JobDetail />} />
             <Route path="/workers" element={<Workers />} />
+            <Route path="/events" element={<Events />} />
             <Route path="/schedules" element={<Schedules />} />
+            <Route path="/schedules/:id" element={<ScheduleDetail />} />
             <Route path="*" element={<Typography.Text>No such page. <Link to="/jobs">Go to the jobs</Link>.</Typography.Text>} />
           </Routes>
         </Layout.Content>
@@ -91,11 +96,13 @@ function Shell({ dark, onTheme, onSignOut }: { dark: boolean; onTheme: (on: bool
 
 function Nav() {
   const location = useLocation();
-  const key = "/" + (location.pathname.split("/")[1] || "jobs");
+  const key = "/" + (location.pathname.split("/")[1] || "overview");
   const items = [
+    { key: "/overview", label: <Link to="/overview">Overview</Link> },
     { key: "/jobs", label: <Link to="/jobs">Jobs</Link> },
     { key: "/workers", label: <Link to="/workers">Workers</Link> },
     { key: "/schedules", label: <Link to="/schedules">Schedules</Link> },
+    { key: "/events", label: <Link to="/events">Events</Link> },
   ];
   return <Menu theme="dark" mode="horizontal" selectedKeys={[key]} items={items} style={{ flex: 1, minWidth: 0 }} />;
 }

@@ -50,6 +50,9 @@ export function describe(status: number, detail: Detail): ApiError {
       .join("; ");
     return new ApiError(status, text || `HTTP ${status}`, fields);
   }
+  // The domain's own refusals name their field first: "cron: expected 5 fields, …".
+  const named = typeof detail === "string" ? /^([a-z_][a-z0-9_.]*): (.+)$/s.exec(detail) : null;
+  if (named) return new ApiError(status, detail as string, { [named[1]]: named[2] });
   return new ApiError(status, detail || `HTTP ${status}`);
 }
 

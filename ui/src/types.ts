@@ -52,6 +52,7 @@ export interface JobEvent {
 export interface Worker {
   id: string;
   status: string;
+  admin_state?: "active" | "draining" | "disabled";
   draining?: boolean | null;
   active_jobs?: number | null;
   max_concurrency: number;
@@ -64,12 +65,35 @@ export interface Worker {
 
 export interface Schedule {
   id: string;
-  name: string;
+  status: string;
+  spec: { name: string; cron?: string | null; interval_s?: number | null; timezone?: string; overlap_policy?: string; catchup_policy?: string; job: { name: string } };
   paused?: boolean;
-  status?: string;
+  pause_note?: string | null;
   next_fire_at?: string | null;
-  last_fire_at?: string | null;
+  last_fired_at?: string | null;
+  last_job_id?: string | null;
+  fired?: number;
+  skipped?: number;
+  missed?: number;
+}
+
+export interface Tick {
+  seq: number;
+  outcome: string;
+  tick: string | null;
+  planned_at: string | null;
+  fired_at: string | null;
+  lateness_s: number | null;
+  job_id: string | null;
+  reason: string | null;
+  job_status?: string | null;
   [k: string]: unknown;
+}
+
+export interface PreviewTick {
+  tick: string;
+  local: string;
+  fire_at: string | null;
 }
 
 export interface Info {
