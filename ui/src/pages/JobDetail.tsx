@@ -108,7 +108,7 @@ function Timeline({ events, jobId }: { events: JobEvent[]; jobId: string }) {
     <Space orientation="vertical" style={{ width: "100%" }}>
       <Typography.Text>Time travel: the job as of event</Typography.Text>
       <Slider min={0} max={events.length - 1} value={at ?? events.length - 1} onChange={(v) => setAt(v)}
-        tooltip={{ formatter: (v) => (v === undefined ? "" : `${events[v].type} (seq ${events[v].seq})`) }} aria-label="time travel" />
+        tooltip={{ formatter: (v) => (v === undefined ? "" : `${events[v].type} (seq ${events[v].seq})`) }} ariaLabelForHandle="time travel: the job as of event" />
       {then.data ? (
         <Alert data-testid="as-of" type="info" title={<span>As of sequence {seq}: <b>{then.data.status}</b>, attempt {then.data.attempt ?? 0}{then.data.worker_id ? ` on ${then.data.worker_id}` : ""}</span>} />
       ) : null}

@@ -39,7 +39,7 @@ export function Overview() {
         <Col><Card size="small"><Statistic title="jobs" value={counts.data?.total ?? 0} /></Card></Col>
         {STATUSES.map((s) => (
           <Col key={s}>
-            <Link to={`/jobs?status=${s}`} aria-label={`${s} jobs`}>
+            <Link to={`/jobs?status=${s}`}>
               <Card size="small" hoverable><Statistic title={s} value={by.get(s) ?? 0} /></Card>
             </Link>
           </Col>

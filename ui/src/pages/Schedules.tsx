@@ -3,7 +3,7 @@ import { App, Button, Form, Input, InputNumber, Modal, Radio, Select, Space, Tab
 import { useState } from "react";
 import { Link, useParams } from "react-router";
 import { ApiError, get, post } from "../api";
-import { StatusTag } from "../components/StatusTag";
+import { KindTag, StatusTag } from "../components/StatusTag";
 import { Time } from "../components/Time";
 import { useLiveRefresh } from "../live";
 import type { PreviewTick, Schedule, Tick } from "../types";
@@ -46,7 +46,7 @@ export function Schedules() {
         columns={[
           { title: "Name", render: (_, s) => <Link to={`/schedules/${s.id}`}>{s.spec.name}</Link> },
           { title: "Trigger", render: (_, s) => trigger(s) },
-          { title: "State", dataIndex: "status", render: (st: string) => <Tag color={st === "active" ? "success" : "default"}>{st}</Tag> },
+          { title: "State", dataIndex: "status", render: (st: string) => <KindTag kind={st === "active" ? "success" : "default"}>{st}</KindTag> },
           { title: "Next fire", dataIndex: "next_fire_at", render: (t: string) => <Time at={t} /> },
           { title: "Last fire", dataIndex: "last_fired_at", render: (t: string) => <Time at={t} /> },
           { title: "Fired / skipped / missed", render: (_, s) => `${s.fired ?? 0} / ${s.skipped ?? 0} / ${s.missed ?? 0}` },
@@ -185,7 +185,7 @@ export function ScheduleDetail() {
         locale={{ emptyText: "No ticks yet." }}
         columns={[
           { title: "Seq", dataIndex: "seq" },
-          { title: "Outcome", dataIndex: "outcome", render: (o: string) => <Tag color={o === "fired" ? "success" : "warning"}>{o}</Tag> },
+          { title: "Outcome", dataIndex: "outcome", render: (o: string) => <KindTag kind={o === "fired" ? "success" : "warning"}>{o}</KindTag> },
           { title: "Tick", dataIndex: "tick", render: (t: string) => <Time at={t} /> },
           { title: "Fired", dataIndex: "fired_at", render: (t: string) => <Time at={t} /> },
           { title: "Lateness", dataIndex: "lateness_s", render: (l: number | null) => (l === null ? "" : `${(l * 1000).toFixed(0)} ms`) },

@@ -1,7 +1,7 @@
 import { useQuery, useQueryClient } from "@tanstack/react-query";
 import { App, Button, Space, Table, Tag, Typography } from "antd";
 import { get, post } from "../api";
-import { StatusTag } from "../components/StatusTag";
+import { KindTag, StatusTag } from "../components/StatusTag";
 import { useLiveRefresh } from "../live";
 import type { Worker } from "../types";
 
@@ -48,7 +48,7 @@ export function Workers() {
           { title: "State", render: (_, w) => (
             <Space>
               <StatusTag status={w.status} />
-              {w.admin_state && w.admin_state !== "active" ? <Tag color="warning" data-testid={`admin-${w.id}`}>{w.admin_state}</Tag> : null}
+              {w.admin_state && w.admin_state !== "active" ? <span data-testid={`admin-${w.id}`}><KindTag kind="warning">{w.admin_state}</KindTag></span> : null}
               {w.draining ? <Tag>shutting down</Tag> : null}
             </Space>
           ) },
@@ -58,7 +58,7 @@ export function Workers() {
           { title: "Host", render: (_, w) => w.host?.hostname ?? "" },
           { title: "Last heartbeat", dataIndex: "last_heartbeat_at", render: (t: string) => {
             const age = beatAge(t, workers.dataUpdatedAt || Date.now());
-            return t ? <Tag color={age.color} title={new Date(t).toISOString()}>{age.text}</Tag> : "";
+            return t ? <span title={new Date(t).toISOString()}><KindTag kind={age.color as "success"}>{age.text}</KindTag></span> : "";
           } },
           {
             title: "",
