@@ -26,6 +26,9 @@ pytestmark = pytest.mark.slow
 
 SHOTS = os.environ.get("JOBSTREAM_SCREENSHOTS")
 WAIT_MS = 30_000
+# Every expectation waits as long as an action may: on a loaded 2-core CI machine a live update
+# can take seconds, and a failing one still fails, only later.
+expect.set_options(timeout=WAIT_MS)
 
 
 @pytest.fixture(scope="module")
