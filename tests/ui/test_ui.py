@@ -132,7 +132,10 @@ def test_the_ui_end_to_end(up: Up) -> None:
         expect(page.get_by_role("link", name=more[0])).to_be_visible()
         page.get_by_role("button", name="Cancel all matching").click()
         page.get_by_role("button", name="Cancel 3").click()
-        expect(page.get_by_text("cancel: 3 done, 0 refused")).to_be_visible()
+        # (Or, when the read model lags more than 10 s on a loaded machine, the API's 202.)
+        expect(
+            page.get_by_text(re.compile("cancel: 3 done, 0 refused|cancel accepted at sequence"))
+        ).to_be_visible()
         expect(page.locator("[data-status='cancelled']")).to_have_count(3, timeout=WAIT_MS)
         page.goto(f"{base}/jobs")
         _shot(page, "jobs")

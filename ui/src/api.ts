@@ -84,6 +84,18 @@ export async function call<T>(method: string, path: string, body?: unknown, para
   return data as T;
 }
 
+/** A 202: the write is in the log, but the read model does not show it yet (it lags, or is being
+ * rebuilt). Not a failure, and not to be sent again: the views update when it catches up. */
+export interface Accepted {
+  accepted: true;
+  seq: number;
+  [k: string]: unknown;
+}
+
+export function isAccepted(value: unknown): value is Accepted {
+  return typeof value === "object" && value !== null && (value as { accepted?: unknown }).accepted === true;
+}
+
 export const get = <T>(path: string, params: Record<string, string | number | undefined | null> = {}) =>
   call<T>("GET", path, undefined, params);
 export const post = <T>(path: string, body?: unknown) => call<T>("POST", path, body ?? {});

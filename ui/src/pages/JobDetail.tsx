@@ -2,7 +2,7 @@ import { useQuery, useQueryClient } from "@tanstack/react-query";
 import { Alert, App, Button, Descriptions, Segmented, Slider, Space, Table, Tabs, Typography } from "antd";
 import { useState } from "react";
 import { Link, useNavigate, useParams } from "react-router";
-import { get, post } from "../api";
+import { get, isAccepted, post } from "../api";
 import { LogView } from "../components/LogView";
 import { StatusTag } from "../components/StatusTag";
 import { Time } from "../components/Time";
@@ -34,12 +34,13 @@ export function JobDetail() {
   const j = job.data;
   const act = async (what: "cancel" | "retry") => {
     try {
-      const out = await post<Job>(`/jobs/${id}/${what}`);
+      const out = await post<Job | { accepted: true; seq: number; id?: string; new_id?: string }>(`/jobs/${id}/${what}`);
+      const newId = isAccepted(out) ? (out.new_id ?? out.id) : out.id;
       if (what === "retry") {
-        message.success(`Retried as ${out.id}`);
-        navigate(`/jobs/${out.id}`);
+        message.success(`Retried as ${newId}`);
+        if (newId) navigate(`/jobs/${newId}`);
       } else {
-        message.success("Cancel requested");
+        message.success(isAccepted(out) ? `Cancel requested (sequence ${out.seq})` : "Cancel requested");
       }
       void client.invalidateQueries({ queryKey: ["job", id] });
     } catch (err) {

@@ -2,7 +2,7 @@ import { useInfiniteQuery, useQueryClient } from "@tanstack/react-query";
 import { App, Button, Input, Modal, Select, Space, Table, Typography } from "antd";
 import { useMemo, useState } from "react";
 import { Link, useSearchParams } from "react-router";
-import { get, post } from "../api";
+import { type Accepted, get, isAccepted, post } from "../api";
 import { StatusTag } from "../components/StatusTag";
 import { Time } from "../components/Time";
 import { fromSearch, STATUSES, toQuery, toSearch, type JobFilter } from "../filters";
@@ -38,19 +38,33 @@ export function Jobs() {
 
   const bulk = async (action: "cancel" | "retry", ids: string[] | null) => {
     const selection = ids ? { ids } : { filter: query };
-    const counted = await post<BulkOut>(`/jobs/bulk/${action}`, { ...selection, dry_run: true });
+    let counted: BulkOut;
+    try {
+      counted = await post<BulkOut>(`/jobs/bulk/${action}`, { ...selection, dry_run: true });
+    } catch (err) {
+      message.error(String(err instanceof Error ? err.message : err));
+      return;
+    }
     modal.confirm({
       title: `${action === "cancel" ? "Cancel" : "Retry"} ${counted.matched} job${counted.matched === 1 ? "" : "s"}?`,
       content: ids ? "The selected jobs." : "Every job the filter matches now.",
       okText: `${action === "cancel" ? "Cancel" : "Retry"} ${counted.matched}`,
       onOk: async () => {
-        const done = await post<BulkOut>(`/jobs/bulk/${action}`, selection);
-        const firstError = done.results.find((r) => !r.ok)?.error;
-        const text = `${action}: ${done.succeeded} done, ${done.failed} refused${firstError ? ` (${firstError})` : ""}`;
-        if (done.failed) message.warning(text);
-        else message.success(text);
-        setSelected([]);
-        await client.invalidateQueries({ queryKey: ["jobs"] });
+        try {
+          const done = await post<BulkOut | Accepted>(`/jobs/bulk/${action}`, selection);
+          if (isAccepted(done)) {
+            message.info(`${action} accepted at sequence ${done.seq}; the list updates when the read model catches up`);
+          } else {
+            const firstError = done.results.find((r) => !r.ok)?.error;
+            const text = `${action}: ${done.succeeded} done, ${done.failed} refused${firstError ? ` (${firstError})` : ""}`;
+            if (done.failed) message.warning(text);
+            else message.success(text);
+          }
+          setSelected([]);
+          await client.invalidateQueries({ queryKey: ["jobs"] });
+        } catch (err) {
+          message.error(`${action} failed: ${String(err instanceof Error ? err.message : err)}`);
+        }
       },
     });
   };

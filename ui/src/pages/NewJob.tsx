@@ -1,7 +1,7 @@
 import { App, Button, Form, Input, InputNumber, Select, Tabs } from "antd";
 import { useState } from "react";
 import { useNavigate } from "react-router";
-import { ApiError, post } from "../api";
+import { ApiError, isAccepted, post } from "../api";
 import type { Job } from "../types";
 
 interface Fields {
@@ -35,10 +35,11 @@ export function NewJob({ onDone }: { onDone: () => void }) {
   const navigate = useNavigate();
   const submit = async (body: unknown, onFieldErrors?: (e: ApiError) => void) => {
     try {
-      const job = await post<Job>("/jobs", body);
-      message.success(`Submitted ${job.id}`);
+      const job = await post<Job | { accepted: true; seq: number; id?: string }>("/jobs", body);
+      const id = job.id;
+      message.success(isAccepted(job) ? `Submitted ${id}; it shows once the read model catches up` : `Submitted ${id}`);
       onDone();
-      navigate(`/jobs/${job.id}`);
+      if (id) navigate(`/jobs/${id}`);
     } catch (err) {
       if (err instanceof ApiError && onFieldErrors) onFieldErrors(err);
       else setJsonError(String(err instanceof Error ? err.message : err));
