@@ -517,6 +517,10 @@ def workers_show(
     out.print(render.workers_table([worker]))
 
 
+WorkerId = Annotated[str, typer.Argument()]
+Reason = Annotated[str, typer.Option(help="recorded in the worker's history")]
+
+
 def _worker_state(
     worker_id: str, action: str, reason: str, url: str | None, token: str | None, as_json: bool
 ) -> None:
@@ -529,8 +533,8 @@ def _worker_state(
 
 @workers_app.command("drain")
 def workers_drain(
-    worker_id: Annotated[str, typer.Argument()],
-    reason: Annotated[str, typer.Option(help="recorded in the worker's history")] = "",
+    worker_id: WorkerId,
+    reason: Reason = "",
     url: Url = None,
     token: Token = None,
     as_json: AsJson = False,
@@ -541,8 +545,8 @@ def workers_drain(
 
 @workers_app.command("disable")
 def workers_disable(
-    worker_id: Annotated[str, typer.Argument()],
-    reason: Annotated[str, typer.Option(help="recorded in the worker's history")] = "",
+    worker_id: WorkerId,
+    reason: Reason = "",
     url: Url = None,
     token: Token = None,
     as_json: AsJson = False,
@@ -553,8 +557,8 @@ def workers_disable(
 
 @workers_app.command("enable")
 def workers_enable(
-    worker_id: Annotated[str, typer.Argument()],
-    reason: Annotated[str, typer.Option(help="recorded in the worker's history")] = "",
+    worker_id: WorkerId,
+    reason: Reason = "",
     url: Url = None,
     token: Token = None,
     as_json: AsJson = False,
