@@ -213,6 +213,14 @@ def test_schedules_and_workers(up: Up) -> None:
         page.goto(f"{base}/jobs/{waiting}")
         _status(page, "succeeded")
 
+        # Analytics over a range kept in the URL: the job that just ran is counted.
+        page.goto(f"{base}/analytics")
+        page.get_by_text("6h", exact=True).click()
+        expect(page).to_have_url(re.compile(r"/analytics\?range=6h$"))
+        expect(page.get_by_role("cell", name="after-drain", exact=True)).to_be_visible()
+        expect(page.get_by_role("img", name="worker utilisation over time")).to_be_visible()
+        _shot(page, "analytics")
+
         # The event tail: live from the tab's stream, and replayed from a sequence.
         page.goto(f"{base}/events")
         expect(page.get_by_text("Waiting for events")).to_be_visible()

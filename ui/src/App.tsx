@@ -4,6 +4,7 @@ import { useState } from "react";
 import { Link, Navigate, Route, Routes, useLocation, useNavigate } from "react-router";
 import { domain, get, setDomain, setToken, token } from "./api";
 import { LiveProvider, useLive } from "./live";
+import { Analytics } from "./pages/Analytics";
 import { Events } from "./pages/Events";
 import { JobDetail } from "./pages/JobDetail";
 import { Overview } from "./pages/Overview";
@@ -88,6 +89,7 @@ function Shell({ dark, onTheme, onSignOut }: { dark: boolean; onTheme: (on: bool
             <Route path="/jobs/:id" element={<JobDetail />} />
             <Route path="/workers" element={<Workers />} />
             <Route path="/events" element={<Events />} />
+            <Route path="/analytics" element={<Analytics />} />
             <Route path="/schedules" element={<Schedules />} />
             <Route path="/schedules/:id" element={<ScheduleDetail />} />
             <Route path="*" element={<Typography.Text>No such page. <Link to="/jobs">Go to the jobs</Link>.</Typography.Text>} />
@@ -106,6 +108,7 @@ function Nav() {
     { key: "/jobs", label: <Link to="/jobs">Jobs</Link> },
     { key: "/workers", label: <Link to="/workers">Workers</Link> },
     { key: "/schedules", label: <Link to="/schedules">Schedules</Link> },
+    { key: "/analytics", label: <Link to="/analytics">Analytics</Link> },
     { key: "/events", label: <Link to="/events">Events</Link> },
   ];
   return <Menu theme="dark" mode="horizontal" selectedKeys={[key]} items={items} style={{ flex: 1, minWidth: 0 }} />;
