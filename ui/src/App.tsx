@@ -5,12 +5,14 @@ import { Link, Navigate, Route, Routes, useLocation, useNavigate } from "react-r
 import { domain, get, setDomain, setToken, token } from "./api";
 import { LiveProvider, useLive } from "./live";
 import { Analytics } from "./pages/Analytics";
+import { Domains } from "./pages/Domains";
 import { Events } from "./pages/Events";
 import { JobDetail } from "./pages/JobDetail";
 import { Overview } from "./pages/Overview";
 import { Jobs } from "./pages/Jobs";
 import { Login } from "./pages/Login";
 import { ScheduleDetail, Schedules } from "./pages/Schedules";
+import { Templates } from "./pages/Templates";
 import { Workers } from "./pages/Workers";
 import type { Info } from "./types";
 
@@ -70,7 +72,7 @@ function Shell({ dark, onTheme, onSignOut }: { dark: boolean; onTheme: (on: bool
           <Typography.Title level={4} style={{ margin: 0, color: "#fff" }}>
             <Link to="/overview" style={{ color: "inherit" }}>jobstream</Link>
           </Typography.Title>
-          <Nav />
+          <Nav admin={info.data?.admin ?? false} />
           <Space style={{ marginLeft: "auto" }}>
             <LiveBadge />
             {info.data?.admin ? <DomainPicker value={current} onChange={pick} home={HOME_DOMAIN} /> : null}
@@ -90,6 +92,8 @@ function Shell({ dark, onTheme, onSignOut }: { dark: boolean; onTheme: (on: bool
             <Route path="/workers" element={<Workers />} />
             <Route path="/events" element={<Events />} />
             <Route path="/analytics" element={<Analytics />} />
+            <Route path="/templates" element={<Templates />} />
+            <Route path="/domains" element={<Domains />} />
             <Route path="/schedules" element={<Schedules />} />
             <Route path="/schedules/:id" element={<ScheduleDetail />} />
             <Route path="*" element={<Typography.Text>No such page. <Link to="/jobs">Go to the jobs</Link>.</Typography.Text>} />
@@ -100,7 +104,7 @@ function Shell({ dark, onTheme, onSignOut }: { dark: boolean; onTheme: (on: bool
   );
 }
 
-function Nav() {
+function Nav({ admin }: { admin: boolean }) {
   const location = useLocation();
   const key = "/" + (location.pathname.split("/")[1] || "overview");
   const items = [
@@ -110,8 +114,10 @@ function Nav() {
     { key: "/schedules", label: <Link to="/schedules">Schedules</Link> },
     { key: "/analytics", label: <Link to="/analytics">Analytics</Link> },
     { key: "/events", label: <Link to="/events">Events</Link> },
+    { key: "/templates", label: <Link to="/templates">Templates</Link> },
+    ...(admin ? [{ key: "/domains", label: <Link to="/domains">Domains</Link> }] : []),
   ];
-  return <Menu theme="dark" mode="horizontal" selectedKeys={[key]} items={items} style={{ flex: 1, minWidth: 0 }} />;
+  return <Menu theme="dark" mode="horizontal" disabledOverflow selectedKeys={[key]} items={items} style={{ flex: 1, minWidth: 0 }} />;
 }
 
 function LiveBadge() {

@@ -52,7 +52,10 @@ export async function stream(opts: StreamOptions): Promise<void> {
   const retry = opts.retryMs ?? 1000;
   while (!opts.signal.aborted) {
     try {
-      const res = await fetch(opts.url, {
+      // A resumed stream goes on after the last event handled: Last-Event-ID, not `since`.
+      const target = new URL(opts.url, window.location.origin);
+      if (lastId) target.searchParams.delete("since");
+      const res = await fetch(target.pathname + target.search, {
         headers: headers({ Accept: "text/event-stream", ...(lastId ? { "Last-Event-ID": lastId } : {}) }),
         signal: opts.signal,
       });

@@ -29,4 +29,7 @@ async def info(request: Request, who: Caller = Depends(caller)) -> dict[str, Any
             "server_version": nc._server_info.get("version") if nc.is_connected else None,
         },
         "projection_lag": await projector(request).lag(),
+        # The log's sequence the read model has applied: a live view opens /events?since= one
+        # past it, so nothing lands between what it read and what it is sent.
+        "read_model_seq": projector(request).applied_seq,
     }

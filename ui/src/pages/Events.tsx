@@ -18,7 +18,7 @@ export function matches(e: LiveEvent, type: string, text: string): boolean {
 /** The domain's events as they are appended (`nats sub` in the browser): the tab's one stream,
  * or, from a sequence, a replay of the log from there on. */
 export function Events() {
-  const live = useLive();
+  const { subscribe } = useLive();
   const [from, setFrom] = useState<number | null>(null);
   const [type, setType] = useState("");
   const [text, setText] = useState("");
@@ -42,7 +42,7 @@ export function Events() {
       }
     };
     if (from === null) {
-      const off = live.subscribe(add);
+      const off = subscribe(add);
       return () => { off(); cancelAnimationFrame(frame); };
     }
     const abort = new AbortController();
@@ -52,7 +52,7 @@ export function Events() {
       onEvent: (msg) => add({ seq: Number(msg.id), type: msg.event ?? "", data: JSON.parse(msg.data) }),
     });
     return () => { abort.abort(); cancelAnimationFrame(frame); };
-  }, [from, live]);
+  }, [from, subscribe]);
   useEffect(() => {
     if (!paused) setShown([...buffer.current]);
   }, [paused]);

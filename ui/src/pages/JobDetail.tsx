@@ -1,6 +1,6 @@
 import { useQuery, useQueryClient } from "@tanstack/react-query";
 import { Alert, App, Button, Descriptions, Segmented, Slider, Space, Table, Tabs, Typography } from "antd";
-import { useState } from "react";
+import { useEffect, useRef, useState } from "react";
 import { Link, useNavigate, useParams } from "react-router";
 import { get, isAccepted, post } from "../api";
 import { LogView } from "../components/LogView";
@@ -17,11 +17,27 @@ export function JobDetail() {
   const client = useQueryClient();
   const navigate = useNavigate();
   const { message } = App.useApp();
-  const job = useQuery({ queryKey: ["job", id], queryFn: () => get<Job>(`/jobs/${id}`) });
-  const events = useQuery({ queryKey: ["job-events", id], queryFn: () => get<JobEvent[]>(`/jobs/${id}/events`) });
+  // The newest sequence the stream has shown for this job: until the read model's answer has
+  // reached it (`last_seq`), it is read again every half second.
+  const wanted = useRef(0);
+  useEffect(() => {
+    wanted.current = 0; // another job (a retry's)
+  }, [id]);
+  const behind = (seq: number | undefined) => (seq !== undefined && seq < wanted.current ? 500 : false);
+  const job = useQuery({
+    queryKey: ["job", id],
+    queryFn: () => get<Job>(`/jobs/${id}`),
+    refetchInterval: (q) => behind(q.state.data?.last_seq),
+  });
+  const events = useQuery({
+    queryKey: ["job-events", id],
+    queryFn: () => get<JobEvent[]>(`/jobs/${id}/events`),
+    refetchInterval: (q) => behind(q.state.data?.at(-1)?.seq),
+  });
   useLiveRefresh(
     (e) => e.data.job_id === id,
-    () => {
+    (latest) => {
+      wanted.current = Math.max(wanted.current, latest.seq);
       void client.invalidateQueries({ queryKey: ["job", id] });
       void client.invalidateQueries({ queryKey: ["job-events", id] });
     },
