@@ -88,6 +88,9 @@ def test_submit_reads_back_at_once_and_lists_with_filters(api: TestClient) -> No
     assert [e["type"] for e in events] == ["submitted"] and events[0]["seq"] == job["last_seq"]
     r = api.post(f"/api/v1/jobs/{job['id']}/cancel", json={"reason": "no"}, headers=AUTH)
     assert r.status_code == 200 and r.json()["status"] == "cancelled"
+    # What the read model has applied: at least the cancel, which it answered from.
+    info = api.get("/api/v1/info", headers=AUTH).json()
+    assert info["read_model_seq"] >= r.json()["last_seq"] > job["last_seq"]
 
 
 @pytest.mark.parametrize(
