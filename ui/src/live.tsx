@@ -48,7 +48,7 @@ export function LiveProvider({ children, domain }: { children: ReactNode; domain
         signal: abort.signal,
         onState: (s) => {
           setState(s);
-          if (s === "open") void client.invalidateQueries();
+          if (s === "open") void client.invalidateQueries(undefined, { cancelRefetch: false }); // a read in flight may finish
         },
         onEvent: (msg) => {
           let data: Record<string, unknown> = {};
