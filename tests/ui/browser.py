@@ -74,7 +74,10 @@ def serious_violations(page: Page) -> list[str]:
     page.add_script_tag(path=str(AXE))
     found = page.evaluate("async () => (await axe.run(document)).violations")
     return [
-        f"{v['id']} ({v['impact']}): {v['help']} at {json.dumps([n['target'] for n in v['nodes']][:3])}"
+        f"{v['id']} ({v['impact']}): {v['help']} at "
+        + json.dumps(
+            [(n["target"], n["html"][:120], n.get("failureSummary", "")[:200]) for n in v["nodes"][:3]]
+        )
         for v in found
         if v["impact"] in ("serious", "critical")
     ]

@@ -3,9 +3,12 @@ import { Button, Input, Space, Tag, Typography } from "antd";
 import { useEffect, useMemo, useRef, useState } from "react";
 import { Virtuoso, type VirtuosoHandle } from "react-virtuoso";
 import { get, url } from "../api";
-import { appendLines, type LogLine } from "../logs";
+import { after, appendLines, type LogLine } from "../logs";
 import { stream } from "../sse";
 import type { Page } from "../types";
+
+// A log's last lines read first; earlier ones on demand.
+export const TAIL = 2000;
 
 /** One line, its ANSI colours as styled spans (never an HTML string). */
 function Line({ line, current }: { line: LogLine; current: boolean }) {
@@ -31,9 +34,11 @@ export function LogView({ jobId, attempt }: { jobId: string; attempt?: number })
   const [needle, setNeedle] = useState("");
   const [hit, setHit] = useState(0);
   const list = useRef<VirtuosoHandle>(null);
+  const [earlier, setEarlier] = useState(false);
   useEffect(() => {
     lines.current = [];
     setCount(0);
+    setEarlier(false);
     const abort = new AbortController();
     let pending = false;
     const flush = () => {
@@ -44,21 +49,52 @@ export function LogView({ jobId, attempt }: { jobId: string; attempt?: number })
         setCount(lines.current.length);
       });
     };
-    void stream({
-      url: url(`/jobs/${jobId}/logs`, { follow: "true", attempt }),
-      signal: abort.signal,
-      endOn: ["end"],
-      onState: (s, err) => setState(s === "closed" ? (err ? `closed: ${err}` : "ended") : s),
-      onEvent: (msg) => {
-        if (msg.event === "line") {
-          if (appendLines(lines.current, [JSON.parse(msg.data) as LogLine])) flush();
-        } else if (msg.event === "end") {
-          setState("ended");
-        }
-      },
-    });
+    const start = async () => {
+      // The tail first (a large log's last TAIL lines), then the live stream after its last line.
+      let resume: string | undefined;
+      try {
+        const page = await get<Page<LogLine>>(`/jobs/${jobId}/logs`, { attempt, tail: TAIL });
+        appendLines(lines.current, page.items);
+        resume = page.items.at(-1)?.pos;
+        setEarlier(page.items.length >= TAIL);
+        flush();
+      } catch {
+        resume = undefined; // the stream reports what is wrong, from the first line
+      }
+      if (abort.signal.aborted) return;
+      await stream({
+        url: url(`/jobs/${jobId}/logs`, { follow: "true", attempt }),
+        signal: abort.signal,
+        lastEventId: resume,
+        endOn: ["end"],
+        onState: (s, err) => setState(s === "closed" ? (err ? `closed: ${err}` : "ended") : s),
+        onEvent: (msg) => {
+          if (msg.event === "line") {
+            if (appendLines(lines.current, [JSON.parse(msg.data) as LogLine])) flush();
+          } else if (msg.event === "end") {
+            setState("ended");
+          }
+        },
+      });
+    };
+    void start();
     return () => abort.abort();
   }, [jobId, attempt]);
+  /** The lines before the tail shown: read from the start, a page at a time, up to it. */
+  const loadEarlier = async () => {
+    const first = lines.current[0]?.pos;
+    const before: LogLine[] = [];
+    let cursor: string | undefined;
+    do {
+      const page = await get<Page<LogLine>>(`/jobs/${jobId}/logs`, { attempt, limit: 10000, cursor });
+      for (const l of page.items) if (first === undefined || after(first, l.pos)) before.push(l);
+      const last = page.items.at(-1)?.pos;
+      cursor = page.next_cursor && last && first && after(first, last) ? page.next_cursor : undefined;
+    } while (cursor);
+    lines.current = [...before, ...lines.current];
+    setEarlier(false);
+    setCount(lines.current.length);
+  };
   const matches = useMemo(() => {
     if (!needle) return [];
     const out: number[] = [];
@@ -107,6 +143,7 @@ export function LogView({ jobId, attempt }: { jobId: string; attempt?: number })
             <Button size="small" onClick={() => jump(hit + 1)} disabled={!matches.length}>Next</Button>
           </>
         ) : null}
+        {earlier ? <Button size="small" onClick={() => void loadEarlier()}>Load earlier lines</Button> : null}
         <Button size="small" onClick={() => void download()}>Download</Button>
       </Space>
       <div style={{ height: 420, border: "1px solid rgba(128,128,128,0.3)", borderRadius: 4 }} data-testid="log">
