@@ -16,24 +16,31 @@ import contextlib
 import json
 import re
 import secrets
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import ParseResult
 
 from nats.aio.client import Client as NATS
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js import api
-from nats.js.errors import NotFoundError
+from nats.js.errors import APIError, NotFoundError, ServiceUnavailableError
 
+from events.store import backoff_s
 from events.streams import EVENTS_STREAM
 from services.runtime.connect import jetstream
 
 Raw = tuple[int, str, bytes]
+T = TypeVar("T")
 BATCH = 20_000
 CHUNK_BYTES = 4 * 1024 * 1024
 IDLE_TIMEOUT_S = 10.0
 CONSUMER_INACTIVE_S = 60.0
+# How long the stream's info and the consumer's creation are tried again: a JetStream API
+# request times out or is refused while a cluster elects a leader (4 - 10 s, README
+# "Reliability"), which is no reason to call the log unreadable.
+SETUP_DEADLINE_S = 30.0
 
 
 class ReadError(RuntimeError):
@@ -46,9 +53,31 @@ class Bounds:
     last_seq: int
 
 
+def _transient(exc: BaseException) -> bool:
+    if isinstance(exc, NotFoundError):
+        return False
+    if isinstance(exc, NatsTimeout | ServiceUnavailableError):
+        return True
+    return isinstance(exc, APIError) and exc.code in (408, 503)
+
+
+async def retried(call: Callable[[], Awaitable[T]], deadline_s: float = SETUP_DEADLINE_S) -> T:
+    """`call()`, tried again with backoff on a timeout or a 503 until `deadline_s` has passed."""
+    end = time.monotonic() + deadline_s
+    attempt = 0
+    while True:
+        try:
+            return await call()
+        except Exception as exc:
+            if not _transient(exc) or time.monotonic() >= end:
+                raise
+        await asyncio.sleep(min(backoff_s(attempt), max(0.0, end - time.monotonic())))
+        attempt += 1
+
+
 async def bounds(nc: NATS, stream: str = EVENTS_STREAM) -> Bounds:
     try:
-        info = await jetstream(nc).stream_info(stream)
+        info = await retried(lambda: jetstream(nc).stream_info(stream))
     except NotFoundError as exc:
         raise ReadError(f"stream {stream} does not exist") from exc
     return Bounds(int(info.state.first_seq), int(info.state.last_seq))
@@ -67,7 +96,7 @@ async def read_stream(
         opt_start_seq=start, inactive_threshold=CONSUMER_INACTIVE_S, mem_storage=True, num_replicas=1,
         max_waiting=8,
     )  # fmt: skip
-    info = await js.add_consumer(stream, config=config)
+    info = await retried(lambda: js.add_consumer(stream, config=config))
     name = info.name
     try:
         where = nc.connected_url
