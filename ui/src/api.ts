@@ -38,6 +38,11 @@ export class ApiError extends Error {
 
 type Detail = string | { loc?: (string | number)[]; msg?: string }[] | undefined;
 
+/** What to tell the user of a failure: an API error's own message, else the thrown value. */
+export function errorText(err: unknown): string {
+  return String(err instanceof Error ? err.message : err);
+}
+
 export function describe(status: number, detail: Detail): ApiError {
   if (Array.isArray(detail)) {
     const fields: Record<string, string> = {};

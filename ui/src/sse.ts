@@ -3,7 +3,7 @@
 // handled, so nothing is missed and nothing comes twice; it stops when aborted or on `end`.
 
 import { createParser, type EventSourceMessage } from "eventsource-parser";
-import { headers } from "./api";
+import { errorText, headers } from "./api";
 
 export interface StreamOptions {
   url: string;
@@ -85,7 +85,7 @@ export async function stream(opts: StreamOptions): Promise<void> {
       }
     } catch (err) {
       if (opts.signal.aborted) break;
-      opts.onState?.("retrying", String(err instanceof Error ? err.message : err));
+      opts.onState?.("retrying", errorText(err));
     }
     await new Promise((r) => setTimeout(r, retry));
   }

@@ -1,7 +1,7 @@
 import { useQuery, useQueryClient } from "@tanstack/react-query";
 import { Alert, App, Button, Form, Input, Modal, Space, Table, Tag, Typography } from "antd";
 import { useState } from "react";
-import { get, post, call } from "../api";
+import { call, errorText, get, post } from "../api";
 import { KindTag } from "../components/StatusTag";
 import { Time } from "../components/Time";
 
@@ -23,7 +23,7 @@ export function Domains() {
       message.success(done);
       refresh();
     } catch (err) {
-      message.error(String(err instanceof Error ? err.message : err));
+      message.error(errorText(err));
     }
   };
   const addToken = (d: Domain, name: string) =>
@@ -37,7 +37,7 @@ export function Domains() {
       setCreating(false);
       refresh();
     } catch (err) {
-      message.error(String(err instanceof Error ? err.message : err));
+      message.error(errorText(err));
     }
   };
   return (

@@ -2,7 +2,7 @@ import { useQuery, useQueryClient } from "@tanstack/react-query";
 import { Alert, App, Button, Descriptions, Segmented, Slider, Space, Table, Tabs, Typography } from "antd";
 import { useEffect, useRef, useState } from "react";
 import { Link, useNavigate, useParams } from "react-router";
-import { get, isAccepted, post } from "../api";
+import { errorText, get, isAccepted, post } from "../api";
 import { LogView } from "../components/LogView";
 import { StatusTag } from "../components/StatusTag";
 import { Time } from "../components/Time";
@@ -60,7 +60,7 @@ export function JobDetail() {
       }
       void client.invalidateQueries({ queryKey: ["job", id] });
     } catch (err) {
-      message.error(String(err instanceof Error ? err.message : err));
+      message.error(errorText(err));
     }
   };
   const attempts = j.attempts ?? [];

@@ -2,7 +2,7 @@ import { useInfiniteQuery, useQueryClient } from "@tanstack/react-query";
 import { App, Button, Input, Modal, Select, Space, Table, Typography } from "antd";
 import { useMemo, useState } from "react";
 import { Link, useSearchParams } from "react-router";
-import { type Accepted, get, isAccepted, post } from "../api";
+import { type Accepted, errorText, get, isAccepted, post } from "../api";
 import { StatusTag } from "../components/StatusTag";
 import { Time } from "../components/Time";
 import { fromSearch, STATUSES, toQuery, toSearch, type JobFilter } from "../filters";
@@ -42,7 +42,7 @@ export function Jobs() {
     try {
       counted = await post<BulkOut>(`/jobs/bulk/${action}`, { ...selection, dry_run: true });
     } catch (err) {
-      message.error(String(err instanceof Error ? err.message : err));
+      message.error(errorText(err));
       return;
     }
     modal.confirm({
@@ -63,7 +63,7 @@ export function Jobs() {
           setSelected([]);
           await client.invalidateQueries({ queryKey: ["jobs"] });
         } catch (err) {
-          message.error(`${action} failed: ${String(err instanceof Error ? err.message : err)}`);
+          message.error(`${action} failed: ${errorText(err)}`);
         }
       },
     });

@@ -1,7 +1,7 @@
 import { App, Button, Form, Input, InputNumber, Select, Tabs } from "antd";
 import { useState } from "react";
 import { useNavigate } from "react-router";
-import { ApiError, isAccepted, post } from "../api";
+import { ApiError, errorText, isAccepted, post } from "../api";
 import type { Job } from "../types";
 
 interface Fields {
@@ -42,7 +42,7 @@ export function NewJob({ onDone }: { onDone: () => void }) {
       if (id) navigate(`/jobs/${id}`);
     } catch (err) {
       if (err instanceof ApiError && onFieldErrors) onFieldErrors(err);
-      else setJsonError(String(err instanceof Error ? err.message : err));
+      else setJsonError(errorText(err));
     }
   };
   const fromFields = (f: Fields) =>

@@ -2,7 +2,7 @@ import { useQuery, useQueryClient } from "@tanstack/react-query";
 import { App, Button, Form, Input, InputNumber, Modal, Radio, Select, Space, Table, Tag, Typography } from "antd";
 import { useState } from "react";
 import { Link, useParams } from "react-router";
-import { ApiError, get, post } from "../api";
+import { ApiError, errorText, get, post } from "../api";
 import { KindTag, StatusTag } from "../components/StatusTag";
 import { Time } from "../components/Time";
 import { useLiveRefresh } from "../live";
@@ -20,7 +20,7 @@ function useScheduleAction() {
       void client.invalidateQueries({ queryKey: ["schedules"] });
       void client.invalidateQueries({ queryKey: ["schedule", s.id] });
     } catch (err) {
-      message.error(String(err instanceof Error ? err.message : err));
+      message.error(errorText(err));
     }
   };
 }
@@ -100,7 +100,7 @@ function NewSchedule({ onDone }: { onDone: () => void }) {
     if (err instanceof ApiError && Object.keys(err.fields).length) {
       form.setFields(Object.entries(err.fields).map(([k, v]) => ({ name: (k.startsWith("job") ? "script" : k) as keyof Fields, errors: [v] })));
     } else {
-      message.error(String(err instanceof Error ? err.message : err));
+      message.error(errorText(err));
     }
   };
   const doPreview = async () => {

@@ -1,6 +1,6 @@
 import { useQuery, useQueryClient } from "@tanstack/react-query";
 import { App, Button, Popconfirm, Space, Table, Typography } from "antd";
-import { call, get, post } from "../api";
+import { call, errorText, get, post } from "../api";
 import { Time } from "../components/Time";
 import { useNavigate } from "react-router";
 import type { Job } from "../types";
@@ -19,7 +19,7 @@ export function Templates() {
       const job = await post<Job>("/jobs", { template: t.name });
       navigate(`/jobs/${job.id}`);
     } catch (err) {
-      message.error(String(err instanceof Error ? err.message : err));
+      message.error(errorText(err));
     }
   };
   const remove = async (t: Template) => {
@@ -28,7 +28,7 @@ export function Templates() {
       message.success(`template ${t.name} deleted`);
       void client.invalidateQueries({ queryKey: ["templates"] });
     } catch (err) {
-      message.error(String(err instanceof Error ? err.message : err));
+      message.error(errorText(err));
     }
   };
   return (

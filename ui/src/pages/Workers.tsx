@@ -1,6 +1,6 @@
 import { useQuery, useQueryClient } from "@tanstack/react-query";
 import { App, Button, Space, Table, Tag, Typography } from "antd";
-import { get, post } from "../api";
+import { errorText, get, post } from "../api";
 import { KindTag, StatusTag } from "../components/StatusTag";
 import { useLiveRefresh } from "../live";
 import type { Worker } from "../types";
@@ -35,7 +35,7 @@ export function Workers() {
       message.success(`${w.id}: ${what}`);
       void client.invalidateQueries({ queryKey: ["workers"] });
     } catch (err) {
-      message.error(String(err instanceof Error ? err.message : err));
+      message.error(errorText(err));
     }
   };
   return (
