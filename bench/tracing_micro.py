@@ -2,12 +2,13 @@
 touches tracing, with tracing off (no provider), on but the job not sampled, and on and sampled.
 
 Unlike `bench.tracing` (the whole system, end to end, noisy on a shared machine) this times
-the code paths alone, each in a loop: the API's SERVER span (FastAPI's own telemetry, as
-services/api/server_spans.py configures it) around a POST /api/v1/jobs and a batch of 1,000,
-called as ASGI apps; EventStore appends (`_headers`, the producer span) with a store whose
-publish is acknowledged at once; the `traceparent` write and read; the dispatcher's per-event
-`_remember_trace` and per-dispatch `_consumer_spans`; the worker's `run job` and `execute`
-spans. Each mode runs in a process of its own, since a process sets its TracerProvider once:
+the code paths alone, each in a loop: the API's SERVER span (FastAPI's own telemetry and the
+sampling decided ahead of it, as services/api/server_spans.py sets them up) around a POST
+/api/v1/jobs and a batch of 1,000, called as ASGI apps; EventStore appends (`_headers`, the
+producer span) with a store whose publish is acknowledged at once; the `traceparent` write
+and read; the dispatcher's per-event `_remember_trace` and per-dispatch `_consumer_spans`; the
+worker's `run job` and `execute` spans. Each mode runs in a process of its own, since a
+process sets its TracerProvider once:
 
 - off: no provider (the API's proxy provider), as without OTEL_EXPORTER_OTLP_ENDPOINT;
 - unsampled: the provider `tracing.setup` installs (ParentBased(TraceIdRatioBased), by
@@ -126,14 +127,13 @@ def dispatched(job_id: str = "j1") -> Any:
 
 
 def asgi_app(mode: str) -> Any:
-    """A FastAPI app with the API's telemetry config and the two submit routes, on a fake store."""
-    from fastapi import FastAPI
+    """The API's app class and telemetry config with the two submit routes, on a fake store."""
 
     from services.api.commands import submit_many
-    from services.api.server_spans import telemetry
+    from services.api.server_spans import HeadSampledApi, telemetry
 
     store = fake_store()
-    app = FastAPI(telemetry=telemetry())
+    app = HeadSampledApi(telemetry=telemetry())
 
     @app.post("/api/v1/jobs")
     async def submit(request: Request) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from opentelemetry import trace
 from opentelemetry.context import Context, get_current
 from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
 
-from events import subjects, tracecontext
+from events import sampling, subjects, tracecontext
 from events.base import Conflict, Event
 from events.codec import decode_event, encode
 from events.domain import DomainEvent, DomainState, evolve_domain
@@ -216,11 +216,17 @@ def _producer_span(item: Append) -> tuple[Span | None, Context]:
 
     Under a parent that was not sampled no span is made at all (a parent-based sampler would
     drop it): the append carries the parent's context, so the trace id is still kept in the
-    log, and an unsampled job costs a context lookup per append, not a span."""
+    log, and an unsampled job costs a context lookup per append, not a span. A root decided
+    not sampled ahead (events/sampling.py) is the same, with a new trace id."""
     context = item.context if item.context is not None else get_current()
     parent = trace.get_current_span(context).get_span_context()
-    if parent.is_valid and not parent.trace_flags.sampled:
-        return None, context
+    if parent.is_valid:
+        if not parent.trace_flags.sampled:
+            return None, context
+    else:
+        ahead = sampling.root(context)
+        if ahead is not None:
+            return None, ahead
     event = item.event
     attributes = {
         "messaging.system": "nats",

@@ -79,6 +79,18 @@ def write(headers: dict[str, str], span: Span | None, context: Context) -> None:
         _baggage.inject(headers, context=context)
 
 
+def sampled(context: Context) -> bool:
+    """The context's current span context has the sampled flag."""
+    return trace.get_current_span(context).get_span_context().trace_flags.sampled
+
+
+def read_baggage(headers: Mapping[str, str]) -> Context | None:
+    """A context holding only the baggage the headers carry, None if they carry none."""
+    if BAGGAGE not in headers:
+        return None
+    return _baggage.extract({BAGGAGE: headers[BAGGAGE]})
+
+
 def read(headers: Mapping[str, str]) -> Context | None:
     """The context message headers carry (a remote parent and its baggage), None if they carry
     no valid `traceparent`."""

@@ -33,7 +33,7 @@ from services.api.routes import (
     templates,
     workers,
 )
-from services.api.server_spans import telemetry
+from services.api.server_spans import HeadSampledApi, telemetry
 from services.api.settings import ApiSettings
 from services.api.strict import no_unknown_query
 from services.api.ui_files import UI_DIST, SinglePageApp
@@ -102,6 +102,9 @@ def create_app(settings: ApiSettings) -> FastAPI:
         dependencies=[Depends(no_unknown_query)],
         telemetry=telemetry(),  # SERVER spans, once tracing.setup installed a provider
     )
+    # FastAPIOffline builds a plain FastAPI; this subclass only adds the sampling decided
+    # before FastAPI's telemetry (services/api/server_spans.py), no state of its own.
+    app.__class__ = HeadSampledApi
     app.state.settings = settings
     app.state.token_last_used = {}
     app.state.limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)

@@ -9,7 +9,9 @@ traced (`parentbased_traceidratio` at `DEFAULT_RATIO`): a traced job costs some 
 an untraced one a few header formats and parses, so tracing every job is a choice to make.
 
 The W3C `traceparent` header is formatted and parsed directly (events/tracecontext.py) rather
-than through the propagator API, unless `OTEL_PROPAGATORS` names other propagators.
+than through the propagator API, unless `OTEL_PROPAGATORS` names other propagators. With the
+default sampler, a new trace's sampling is decided before any span is started
+(events/sampling.py): an unsampled root then makes no span at all.
 """
 
 from __future__ import annotations
@@ -17,15 +19,18 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
 from opentelemetry.context import Context, attach, detach, get_current
 from opentelemetry.trace import Span, SpanKind
 
-from events import subjects, tracecontext
+from events import sampling, subjects, tracecontext
 from events.store import EventStore
 from events.tracecontext import TRACEPARENT
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace.id_generator import IdGenerator
 
 ENDPOINT_VARS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
 # Sampling when tracing is on and the user chose no sampler: one trace in a hundred.
@@ -72,10 +77,25 @@ def setup(service: str, env: Mapping[str, str] = os.environ) -> bool:
     ratio = default_ratio(env)
     sampler = ParentBased(TraceIdRatioBased(ratio)) if ratio is not None else None  # None: the SDK's
     name = env.get("OTEL_SERVICE_NAME") or f"jobstream-{service}"
-    provider = TracerProvider(resource=Resource.create({"service.name": name}), sampler=sampler)
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": name}), sampler=sampler, id_generator=hand_off_ids()
+    )
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)  # the SDK flushes and shuts it down at exit
+    sampling.install(ratio)  # roots decided ahead only under the sampler chosen here
     return True
+
+
+def hand_off_ids() -> IdGenerator:
+    """The SDK's random ids, except a trace id `sampling.root()` drew for the span being started."""
+    from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+
+    class HandOffIds(RandomIdGenerator):
+        def generate_trace_id(self) -> int:
+            drawn = sampling.take()
+            return drawn if drawn is not None else super().generate_trace_id()
+
+    return HandOffIds()
 
 
 def enabled() -> bool:
@@ -99,6 +119,12 @@ def unsampled(context: Context | None) -> bool:
     """The context (else the current one) holds a valid span context that was not sampled."""
     parent = trace.get_current_span(context if context is not None else get_current()).get_span_context()
     return parent.is_valid and not parent.trace_flags.sampled
+
+
+def has_parent(context: Context | None) -> bool:
+    """The context (else the current one) holds a valid span context: a span made in it is no root."""
+    current = trace.get_current_span(context if context is not None else get_current())
+    return current.get_span_context().is_valid
 
 
 def trace_id(traceparent: str | None) -> str | None:
@@ -137,10 +163,15 @@ def span(
     """A current span when tracing is on, nothing (None) when off: call sites stay one `with`.
 
     Under a parent that was not sampled no span is made (a parent-based sampler would drop
-    it); the parent's context is made current instead, so appends still carry the trace id."""
+    it); the parent's context is made current instead, so appends still carry the trace id.
+    A root decided not sampled ahead (events/sampling.py) is the same, with a new trace id."""
     if not enabled():
         yield None
         return
+    if not has_parent(context):
+        ahead = sampling.root(context if context is not None else get_current())
+        if ahead is not None:
+            context = ahead
     if unsampled(context):
         token = attach(context) if context is not None else None
         try:

@@ -24,7 +24,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from events import subjects
+from events import sampling, subjects
 from events.codec import decode_event, encode
 from events.ids import new_id
 from events.job import Dispatched, JobSpec, ShellExecutor, Started, Submitted, Succeeded
@@ -52,7 +52,7 @@ def exporter() -> Iterator[InMemorySpanExporter]:
     memory = InMemorySpanExporter()
     provider = trace.get_tracer_provider()
     if not isinstance(provider, TracerProvider):
-        provider = TracerProvider()
+        provider = TracerProvider(id_generator=tracing.hand_off_ids())  # as tracing.setup's
         trace.set_tracer_provider(provider)
     provider.add_span_processor(SimpleSpanProcessor(memory))
     assert tracing.enabled()
@@ -383,3 +383,46 @@ def test_an_unsampled_job_makes_no_spans_and_still_keeps_its_trace_id_in_the_log
     version, kept, _, flags = detail["traceparent"].split("-")
     assert (version, kept, flags) == ("00", trace_id, "00")
     assert not [s for s in exporter.get_finished_spans() if s.context.trace_id == int(trace_id, 16)]
+
+
+@pytest.fixture
+def ratio_zero() -> Iterator[None]:
+    """Roots decided ahead at ratio 0, as 99 jobs in 100 are at the default 0.01."""
+    sampling.install(0.0)
+    yield
+    sampling.install(None)
+
+
+def test_requests_decided_unsampled_ahead_make_no_spans_and_keep_new_trace_ids(
+    own_nats_server: NatsServer, tmp_path: Path, exporter: InMemorySpanExporter, ratio_zero: None
+) -> None:
+    exporter.clear()
+    with api_client(own_nats_server.url, tmp_path) as api:
+        one = api.post(f"{V1}/jobs", json=JOB, headers=AUTH)
+        batch = api.post(f"{V1}/jobs/batch", json={"jobs": [JOB, JOB]}, headers=AUTH)
+        assert one.status_code == 201 and batch.status_code == 201, (one.text, batch.text)
+        ids = [one.json()["id"], *batch.json()["ids"]]
+        details = [api.get(f"{V1}/jobs/{job_id}", headers=AUTH).json() for job_id in ids]
+    assert not [s for s in exporter.get_finished_spans() if s.name.startswith(("POST", "publish"))]
+    parents = [d["traceparent"].split("-") for d in details]
+    assert all(flags == "02" for _, _, _, flags in parents)  # not sampled; a random trace id
+    assert len({d["trace_id"] for d in details}) == 3  # one trace each, batch jobs too
+    assert all(d["trace_id"] == trace_id for d, (_, trace_id, _, _) in zip(details, parents, strict=True))
+
+
+def test_a_request_sampled_ahead_is_traced_under_the_trace_id_drawn_for_it(
+    own_nats_server: NatsServer, tmp_path: Path, exporter: InMemorySpanExporter
+) -> None:
+    exporter.clear()
+    sampling.install(1.0)
+    try:
+        with api_client(own_nats_server.url, tmp_path) as api:
+            response = api.post(f"{V1}/jobs", json=JOB, headers=AUTH)
+            assert response.status_code == 201, response.text
+            detail = api.get(f"{V1}/jobs/{response.json()['id']}", headers=AUTH).json()
+    finally:
+        sampling.install(None)
+    request = _by_name(exporter.get_finished_spans(), "POST /api/v1/jobs")
+    assert f"{request.context.trace_id:032x}" == detail["trace_id"]
+    assert detail["traceparent"].endswith("-03"), detail["traceparent"]  # sampled, random id
+    assert sampling.take() is None  # nothing left over for an unrelated span
